@@ -1,0 +1,393 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// ClientConfig configures a Client. Addr and TLS are required.
+type ClientConfig struct {
+	// Addr is the exit server's host:port.
+	Addr string
+	// TLS is the client's TLS configuration: its certificate, the CA to
+	// verify the exit with, and the exit's stable name in ServerName. It
+	// must offer "h2" in NextProtos.
+	TLS *tls.Config
+	// Conn tunes the HTTP/2 connection. If Conn.PingInterval is zero, 5s is
+	// used, so a dead link is noticed within PingInterval+PingTimeout.
+	Conn Config
+	// DialTimeout bounds TCP connect, TLS handshake and the first PING.
+	// If zero, 10s is used.
+	DialTimeout time.Duration
+	// WaitTimeout is how long Dial waits for a link while none is up.
+	// If zero, 30s is used.
+	WaitTimeout time.Duration
+	// BackoffMin and BackoffMax bound the delay between reconnection
+	// attempts, which doubles per failure with jitter. If zero, 250ms and
+	// 30s are used. Reconnection never gives up.
+	BackoffMin, BackoffMax time.Duration
+	// Header, if set, returns extra headers for each CONNECT request.
+	Header func(ctx context.Context) (http.Header, error)
+	// NetDial dials the TCP connection. If nil, a net.Dialer is used.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Logger receives link events. Nil discards them.
+	Logger *slog.Logger
+}
+
+// LinkState is the state of a Client's link.
+type LinkState string
+
+const (
+	StateConnecting LinkState = "connecting"
+	StateUp         LinkState = "up"
+	StateDown       LinkState = "down"
+	StateStopped    LinkState = "stopped"
+)
+
+// Status is a snapshot of a Client's link.
+type Status struct {
+	State      LinkState
+	Since      time.Time // when State began
+	Addr       string    // exit address
+	Reconnects int       // links established after the first
+	LastError  string    // why the last link or attempt failed
+	Streams    int       // open streams on the current link
+	RTT        time.Duration
+}
+
+// Client keeps one tunnel link to an exit server up and opens streams on it.
+type Client struct {
+	cfg ClientConfig // immutable after NewClient
+	log *slog.Logger
+
+	mu         sync.Mutex // guards the fields below
+	link       *Conn
+	up         chan struct{} // closed while a link is up; replaced when it goes down
+	state      LinkState
+	since      time.Time
+	lastErr    error
+	links      int
+	closed     bool
+	runStarted bool
+}
+
+// NewClient checks cfg and returns a Client. Call Run to connect.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("tunnel: exit address is required")
+	}
+	if cfg.TLS == nil {
+		return nil, errors.New("tunnel: TLS config is required")
+	}
+	if cfg.Conn.PingInterval == 0 {
+		cfg.Conn.PingInterval = 5 * time.Second
+	}
+	if _, err := cfg.Conn.withDefaults(); err != nil {
+		return nil, err
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.WaitTimeout == 0 {
+		cfg.WaitTimeout = 30 * time.Second
+	}
+	if cfg.BackoffMin == 0 {
+		cfg.BackoffMin = 250 * time.Millisecond
+	}
+	if cfg.BackoffMax == 0 {
+		cfg.BackoffMax = 30 * time.Second
+	}
+	if cfg.NetDial == nil {
+		d := &net.Dialer{}
+		cfg.NetDial = d.DialContext
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.Conn.Logger = log
+	return &Client{
+		cfg:   cfg,
+		log:   log,
+		up:    make(chan struct{}),
+		state: StateConnecting,
+		since: time.Now(),
+	}, nil
+}
+
+// Run connects to the exit and keeps the link up, reconnecting with
+// backoff whenever it fails, until ctx ends. It then closes the link and
+// returns nil.
+func (c *Client) Run(ctx context.Context) error {
+	c.mu.Lock()
+	if c.runStarted {
+		c.mu.Unlock()
+		return errors.New("tunnel: Client.Run called twice")
+	}
+	c.runStarted = true
+	c.mu.Unlock()
+	defer c.stop()
+	// Links the exit asked to go away keep serving their open streams
+	// while a new link takes new ones; they close when drained.
+	var draining sync.WaitGroup
+	defer draining.Wait()
+	drainCtx, stopDraining := context.WithCancel(context.Background())
+	defer stopDraining()
+	failures := 0
+	for {
+		link, err := c.connect(ctx)
+		if ctx.Err() != nil {
+			if link != nil {
+				link.Close()
+			}
+			return nil
+		}
+		if err != nil {
+			delay := c.backoff(failures)
+			failures++
+			c.setDown(err)
+			c.log.Warn("tunnel link failed", "exit", c.cfg.Addr, "err", err, "retry_in", delay.Round(time.Millisecond))
+			if !sleepCtx(ctx, delay) {
+				return nil
+			}
+			continue
+		}
+		upAt := time.Now()
+		c.setUp(link)
+		select {
+		case <-link.Done():
+		case <-link.GoingAway():
+			c.setDown(ErrGoAway)
+			c.log.Info("exit is going away; opening a new link", "exit", c.cfg.Addr)
+			draining.Add(1)
+			go func() {
+				defer draining.Done()
+				link.Shutdown(drainCtx)
+			}()
+			failures = 0
+			continue
+		case <-ctx.Done():
+			link.Close()
+			return nil
+		}
+		err = link.Err()
+		if err == nil {
+			err = ErrLinkClosed
+		}
+		if time.Since(upAt) > c.cfg.BackoffMax {
+			failures = 0 // it was healthy for a while: start over
+		}
+		delay := c.backoff(failures)
+		failures++
+		c.setDown(err)
+		c.log.Warn("tunnel link lost", "exit", c.cfg.Addr, "err", err, "retry_in", delay.Round(time.Millisecond))
+		if !sleepCtx(ctx, delay) {
+			return nil
+		}
+	}
+}
+
+// backoff is the delay before attempt n+1: exponential with "equal jitter"
+// (half fixed, half random), capped at BackoffMax.
+func (c *Client) backoff(n int) time.Duration {
+	d := c.cfg.BackoffMax
+	if n < 30 {
+		d = min(c.cfg.BackoffMin<<n, c.cfg.BackoffMax)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// connect dials, handshakes and proves the link with one PING: in TLS 1.3
+// the server rejects a client certificate only after the client's side of
+// the handshake has finished, so the PING is what surfaces that.
+func (c *Client) connect(ctx context.Context) (*Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	raw, err := c.cfg.NetDial(ctx, "tcp", c.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial exit %s: %w", c.cfg.Addr, err)
+	}
+	tc := tls.Client(raw, c.cfg.TLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("dial exit %s: tls handshake: %w", c.cfg.Addr, err)
+	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
+		tc.Close()
+		return nil, fmt.Errorf("dial exit %s: server did not negotiate HTTP/2 (ALPN %q)", c.cfg.Addr, p)
+	}
+	link, err := NewClientConn(tc, c.cfg.Conn)
+	if err != nil {
+		tc.Close()
+		return nil, err
+	}
+	if _, err := link.Ping(ctx); err != nil {
+		link.Close()
+		if lerr := link.Err(); lerr != nil {
+			err = lerr
+		}
+		return nil, fmt.Errorf("dial exit %s: %w", c.cfg.Addr, err)
+	}
+	return link, nil
+}
+
+func (c *Client) setUp(link *Conn) {
+	c.mu.Lock()
+	c.link = link
+	c.state = StateUp
+	c.since = time.Now()
+	c.lastErr = nil
+	c.links++
+	close(c.up)
+	c.mu.Unlock()
+	c.log.Info("tunnel link up", "exit", c.cfg.Addr, "rtt", link.RTT().Round(time.Microsecond))
+}
+
+func (c *Client) setDown(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.link != nil {
+		c.up = make(chan struct{})
+		c.link = nil
+	}
+	if c.state != StateDown {
+		c.state = StateDown
+		c.since = time.Now()
+	}
+	c.lastErr = err
+}
+
+// setDownIf marks the link down if link is still the current one.
+func (c *Client) setDownIf(link *Conn, err error) {
+	c.mu.Lock()
+	current := c.link == link
+	c.mu.Unlock()
+	if current {
+		c.setDown(err)
+	}
+}
+
+func (c *Client) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.link != nil {
+		c.up = make(chan struct{})
+		c.link = nil
+	}
+	c.closed = true
+	c.state = StateStopped
+	c.since = time.Now()
+}
+
+// Status reports the link's state.
+func (c *Client) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := Status{State: c.state, Since: c.since, Addr: c.cfg.Addr, Reconnects: max(c.links-1, 0)}
+	if c.lastErr != nil {
+		st.LastError = c.lastErr.Error()
+	}
+	if c.link != nil {
+		st.Streams = c.link.NumStreams()
+		st.RTT = c.link.RTT()
+	}
+	return st
+}
+
+// currentLink returns the link that is up, waiting for one until ctx ends.
+func (c *Client) currentLink(ctx context.Context) (*Conn, error) {
+	for {
+		c.mu.Lock()
+		link, up, closed, lastErr := c.link, c.up, c.closed, c.lastErr
+		c.mu.Unlock()
+		if closed {
+			return nil, ErrLinkClosed
+		}
+		if link != nil {
+			select {
+			case <-link.Done():
+				// Dead but not yet noticed by Run: wait for the next one.
+				c.setDownIf(link, link.Err())
+				continue
+			case <-link.GoingAway():
+				c.setDownIf(link, ErrGoAway)
+				continue
+			default:
+				return link, nil
+			}
+		}
+		select {
+		case <-up:
+		case <-ctx.Done():
+			if lastErr != nil {
+				return nil, fmt.Errorf("%w: %w", ErrLinkDown, lastErr)
+			}
+			return nil, ErrLinkDown
+		}
+	}
+}
+
+// Dial opens a tunnel stream to addr ("host:port") through the exit. While
+// no link is up it waits up to WaitTimeout (or ctx), then fails with a 503
+// *DialError. A stream refused by the exit fails with its *DialError. The
+// network must be "tcp", "tcp4" or "tcp6".
+func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return nil, &DialError{Target: addr, Status: http.StatusBadRequest, Type: "http_request_error",
+			Details: fmt.Sprintf("network %q is not supported: the tunnel carries TCP only", network)}
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, c.cfg.WaitTimeout)
+	defer cancel()
+	for {
+		link, err := c.currentLink(waitCtx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, &DialError{Target: addr, Status: http.StatusServiceUnavailable, Type: "proxy_internal_error",
+				Details: fmt.Sprintf("no link to the exit %s after %v: %v", c.cfg.Addr, c.cfg.WaitTimeout, err), Err: err}
+		}
+		var hdr http.Header
+		if c.cfg.Header != nil {
+			if hdr, err = c.cfg.Header(ctx); err != nil {
+				return nil, &DialError{Target: addr, Status: http.StatusServiceUnavailable, Type: "proxy_internal_error",
+					Details: "cannot build credentials for the exit: " + err.Error(), Err: err}
+			}
+		}
+		s, err := link.Dial(ctx, addr, hdr)
+		if err == nil {
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, ErrLinkClosed) || errors.Is(err, ErrGoAway) {
+			// The link died before the exit answered; nothing reached the
+			// target, so the next link may try again.
+			c.setDownIf(link, err)
+			continue
+		}
+		return nil, err
+	}
+}

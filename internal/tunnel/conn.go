@@ -1,0 +1,1194 @@
+package tunnel
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// Config tunes one HTTP/2 connection. A zero Config is valid.
+type Config struct {
+	// StreamWindow is each stream's receive window in bytes: how much a
+	// peer may send on one stream before the reader consumes it. It bounds
+	// the memory a stalled reader pins. If zero, 4 MiB is used.
+	StreamWindow int
+	// MaxFrameSize is the largest frame payload this side accepts and the
+	// largest DATA frame it sends (the peer's limit permitting). If zero,
+	// 64 KiB is used. It must be between 16 KiB and 16 MiB-1.
+	MaxFrameSize int
+	// MaxStreams is how many streams the peer may have open at once
+	// (servers only). If zero, 10000 is used.
+	MaxStreams int
+	// MaxHeaderBytes bounds the decoded size of a header block. If zero,
+	// 16 KiB is used.
+	MaxHeaderBytes int
+	// PingInterval is how often the connection sends a PING; PingTimeout is
+	// how long it waits for the answer before declaring the connection dead
+	// and closing it. If PingInterval is zero, no pings are sent. If
+	// PingTimeout is zero, 10s is used.
+	PingInterval, PingTimeout time.Duration
+	// Logger receives connection-level events. Nil discards them.
+	Logger *slog.Logger
+}
+
+const (
+	defaultStreamWindow = 4 << 20
+	defaultMaxFrame     = 64 << 10
+	defaultMaxStreams   = 10000
+	defaultHeaderBytes  = 16 << 10
+	defaultPingTimeout  = 10 * time.Second
+	// connWindow is the connection-level receive window. Credit is returned
+	// on receipt (see the package comment), so it only needs to exceed what
+	// can be in flight on the wire.
+	connWindow      = 1 << 30
+	initialWindow   = 65535 // RFC 9113 §6.9.2
+	minFrameSize    = 16 << 10
+	maxFrameSizeLim = 1<<24 - 1
+)
+
+func (c Config) withDefaults() (Config, error) {
+	if c.StreamWindow == 0 {
+		c.StreamWindow = defaultStreamWindow
+	}
+	if c.MaxFrameSize == 0 {
+		c.MaxFrameSize = defaultMaxFrame
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = defaultMaxStreams
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = defaultHeaderBytes
+	}
+	if c.PingTimeout == 0 {
+		c.PingTimeout = defaultPingTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case c.StreamWindow < initialWindow || c.StreamWindow > 1<<31-1:
+		return c, fmt.Errorf("tunnel: stream window %d out of range [%d, 2^31-1]", c.StreamWindow, initialWindow)
+	case c.MaxFrameSize < minFrameSize || c.MaxFrameSize > maxFrameSizeLim:
+		return c, fmt.Errorf("tunnel: max frame size %d out of range [16384, 16777215]", c.MaxFrameSize)
+	case c.MaxStreams < 0 || c.MaxHeaderBytes < 0 || c.PingInterval < 0 || c.PingTimeout < 0:
+		return c, errors.New("tunnel: negative limit in config")
+	}
+	return c, nil
+}
+
+// Conn is one HTTP/2 connection carrying tunnel streams, in the client or
+// the server role.
+type Conn struct {
+	// Immutable after construction.
+	nc       net.Conn
+	isServer bool
+	cfg      Config
+	log      *slog.Logger
+	large    *bufPool      // buffers of cfg.MaxFrameSize
+	handler  Handler       // server only
+	baseCtx  context.Context
+	done     chan struct{} // closed by fail when the connection ends
+	goAway   chan struct{} // closed by markGoingAway when no new streams may open
+	wake     chan struct{} // cap 1; pokes writeLoop when frames are queued; never closed
+	wg       sync.WaitGroup
+	rtt      atomic.Int64 // last measured PING round trip, ns
+	lastRead atomic.Int64 // unix nanos of the last frame read
+
+	// Owned by readLoop.
+	fr          *http2.Framer
+	recvUnacked int64 // connection-level bytes received, not yet given back
+
+	// Owned by writeLoop.
+	bw   *bufio.Writer
+	wfr  *http2.Framer
+	henc *hpack.Encoder
+	hbuf bytes.Buffer
+
+	// Read by writeLoop, set by readLoop.
+	peerMaxFrame  atomic.Uint32
+	peerTableSize atomic.Uint32
+
+	wmu  sync.Mutex  // guards ctrl and data; never held across I/O
+	ctrl []*outFrame // control frames: written before data
+	data []*outFrame // HEADERS and DATA, in order
+
+	mu             sync.Mutex // guards the fields below; never held across I/O or channel sends
+	streams        map[uint32]*Stream
+	nextID         uint32 // client: the next stream ID to open
+	maxPeerID      uint32 // server: the highest stream ID the peer opened
+	peerMaxStreams uint32
+	peerInitWindow int64
+	sendWindow     int64         // connection-level send credit
+	sendWake       chan struct{} // closed and replaced when send credit grows or a stream's send state changes
+	idleWake       chan struct{} // closed and replaced when a stream is removed
+	goingAway      bool          // no new streams: the peer sent GOAWAY or Shutdown began; see markGoingAwayLocked
+	pings          map[[8]byte]chan struct{}
+	err            error // why the connection ended; set once by fail
+}
+
+// Handler serves one CONNECT (or other) request on a server connection. It
+// must answer with s.Accept or s.Reject; if it returns without doing so,
+// the stream is refused with 502. The stream is closed when Handler returns.
+// ctx is cancelled when the connection ends.
+type Handler func(ctx context.Context, req *Request, s *Stream)
+
+// Request is a request received on a server connection.
+type Request struct {
+	Method    string // "CONNECT" for tunnels
+	Authority string // host:port
+	Header    http.Header
+	Conn      *Conn
+}
+
+func newConn(nc net.Conn, isServer bool, cfg Config) (*Conn, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{
+		nc:             nc,
+		isServer:       isServer,
+		cfg:            cfg,
+		log:            cfg.Logger,
+		large:          largePool(cfg.MaxFrameSize),
+		done:           make(chan struct{}),
+		goAway:         make(chan struct{}),
+		wake:           make(chan struct{}, 1),
+		streams:        make(map[uint32]*Stream),
+		nextID:         1,
+		peerMaxStreams: 100, // until the peer's SETTINGS says otherwise (RFC 9113 recommends ≥ 100)
+		peerInitWindow: initialWindow,
+		sendWindow:     initialWindow,
+		sendWake:       make(chan struct{}),
+		idleWake:       make(chan struct{}),
+		pings:          make(map[[8]byte]chan struct{}),
+	}
+	c.peerMaxFrame.Store(minFrameSize)
+	c.peerTableSize.Store(4096)
+	c.fr = http2.NewFramer(nil, nc)
+	c.fr.SetMaxReadFrameSize(uint32(cfg.MaxFrameSize))
+	c.fr.MaxHeaderListSize = uint32(cfg.MaxHeaderBytes)
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.bw = bufio.NewWriterSize(nc, 64<<10)
+	c.wfr = http2.NewFramer(c.bw, nil)
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	return c, nil
+}
+
+// NewClientConn starts the client side of a tunnel connection on nc, which
+// should be a TLS connection that negotiated "h2". It sends the connection
+// preface and starts the connection's goroutines.
+func NewClientConn(nc net.Conn, cfg Config) (*Conn, error) {
+	c, err := newConn(nc, false, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.baseCtx = context.Background()
+	c.queueCtrl(&outFrame{kind: framePreface})
+	c.queueCtrl(&outFrame{kind: frameSettings, settings: []http2.Setting{
+		{ID: http2.SettingEnablePush, Val: 0},
+		{ID: http2.SettingInitialWindowSize, Val: uint32(c.cfg.StreamWindow)},
+		{ID: http2.SettingMaxFrameSize, Val: uint32(c.cfg.MaxFrameSize)},
+		{ID: http2.SettingMaxHeaderListSize, Val: uint32(c.cfg.MaxHeaderBytes)},
+	}})
+	c.queueCtrl(&outFrame{kind: frameWindowUpdate, incr: connWindow - initialWindow})
+	c.start()
+	return c, nil
+}
+
+// Serve runs the server side of a tunnel connection on nc (a TLS connection
+// whose handshake is complete) until the connection ends, calling h in a new
+// goroutine for each request. It returns after every handler has returned.
+func Serve(ctx context.Context, nc net.Conn, cfg Config, h Handler) error {
+	c, err := newConn(nc, true, cfg)
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	c.handler = h
+	var cancel context.CancelFunc
+	c.baseCtx, cancel = context.WithCancel(ctx)
+	defer cancel()
+	c.queueCtrl(&outFrame{kind: frameSettings, settings: []http2.Setting{
+		{ID: http2.SettingMaxConcurrentStreams, Val: uint32(c.cfg.MaxStreams)},
+		{ID: http2.SettingInitialWindowSize, Val: uint32(c.cfg.StreamWindow)},
+		{ID: http2.SettingMaxFrameSize, Val: uint32(c.cfg.MaxFrameSize)},
+		{ID: http2.SettingMaxHeaderListSize, Val: uint32(c.cfg.MaxHeaderBytes)},
+	}})
+	c.queueCtrl(&outFrame{kind: frameWindowUpdate, incr: connWindow - initialWindow})
+	c.start()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	c.wg.Wait()
+	return c.Err()
+}
+
+func (c *Conn) start() {
+	c.wg.Add(2)
+	go c.readLoop()
+	go c.writeLoop()
+	if c.cfg.PingInterval > 0 {
+		c.wg.Add(1)
+		go c.pingLoop()
+	}
+}
+
+// Done is closed when the connection has ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err reports why the connection ended, or nil while it is up.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if errors.Is(c.err, errClosedLocally) {
+		return nil
+	}
+	return c.err
+}
+
+// RTT is the round-trip time measured by the last PING, or 0.
+func (c *Conn) RTT() time.Duration { return time.Duration(c.rtt.Load()) }
+
+// NumStreams is the number of open streams.
+func (c *Conn) NumStreams() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.streams)
+}
+
+// RemoteAddr is the peer's network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// NetConn is the underlying connection.
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+var errClosedLocally = errors.New("tunnel link closed locally")
+
+// Close ends the connection at once: streams fail, goroutines end. It waits
+// for the connection's own goroutines (not for server handlers).
+func (c *Conn) Close() error {
+	c.sendGoAway(http2.ErrCodeNo, 100*time.Millisecond)
+	c.fail(errClosedLocally)
+	return nil
+}
+
+// Shutdown stops new streams (sending GOAWAY as a server), waits until the
+// open streams have finished or ctx ends, then closes the connection.
+func (c *Conn) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	c.markGoingAwayLocked()
+	last := c.maxPeerID
+	c.mu.Unlock()
+	if c.isServer {
+		c.queueCtrl(&outFrame{kind: frameGoAway, code: http2.ErrCodeNo, streamID: last})
+	}
+	for {
+		c.mu.Lock()
+		n, wake := len(c.streams), c.idleWake
+		c.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-wake:
+		case <-c.done:
+			return c.Err()
+		case <-ctx.Done():
+			c.fail(errClosedLocally)
+			return ctx.Err()
+		}
+	}
+	c.fail(errClosedLocally)
+	return nil
+}
+
+// fail ends the connection with err (the first error wins).
+func (c *Conn) fail(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	streams := make([]*Stream, 0, len(c.streams))
+	for _, s := range c.streams {
+		streams = append(streams, s)
+	}
+	clear(c.streams)
+	close(c.sendWake)
+	c.sendWake = make(chan struct{})
+	close(c.idleWake)
+	c.idleWake = make(chan struct{})
+	c.mu.Unlock()
+	close(c.done)
+	c.nc.Close()
+	streamErr := err
+	if errors.Is(err, errClosedLocally) {
+		streamErr = ErrLinkClosed
+	} else {
+		streamErr = fmt.Errorf("%w: %w", ErrLinkClosed, err)
+	}
+	for _, s := range streams {
+		s.failRecv(streamErr)
+	}
+	if !errors.Is(err, errClosedLocally) {
+		c.log.Debug("tunnel connection ended", "remote", c.nc.RemoteAddr().String(), "err", err)
+	}
+}
+
+// Ping sends a PING and waits for its answer.
+func (c *Conn) Ping(ctx context.Context) (time.Duration, error) {
+	var data [8]byte
+	rand.Read(data[:])
+	ch := make(chan struct{})
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return 0, ErrLinkClosed
+	}
+	c.pings[data] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pings, data)
+		c.mu.Unlock()
+	}()
+	start := time.Now()
+	c.queueCtrl(&outFrame{kind: framePing, ping: data})
+	select {
+	case <-ch:
+		rtt := time.Since(start)
+		c.rtt.Store(int64(rtt))
+		return rtt, nil
+	case <-c.done:
+		return 0, ErrLinkClosed
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (c *Conn) pingLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.PingTimeout)
+		_, err := c.Ping(ctx)
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				c.fail(ErrPingTimeout)
+			}
+			return
+		}
+	}
+}
+
+// ---- writing ----
+
+type frameKind uint8
+
+const (
+	framePreface frameKind = iota
+	frameSettings
+	frameSettingsAck
+	framePing
+	framePingAck
+	frameWindowUpdate
+	frameRST
+	frameGoAway
+	frameHeaders
+	frameData
+)
+
+// outFrame is a frame waiting for writeLoop.
+type outFrame struct {
+	kind     frameKind
+	stream   *Stream // HEADERS, DATA, RST
+	streamID uint32  // WINDOW_UPDATE, GOAWAY (last stream ID)
+	settings []http2.Setting
+	ping     [8]byte
+	incr     uint32
+	code     http2.ErrCode
+	fields   []hpack.HeaderField
+	data     []byte
+	end      bool          // END_STREAM
+	done     chan struct{} // DATA: closed once data has been copied out (nil: nobody waits)
+}
+
+func (c *Conn) queueCtrl(f *outFrame) {
+	c.wmu.Lock()
+	c.ctrl = append(c.ctrl, f)
+	c.wmu.Unlock()
+	c.poke()
+}
+
+func (c *Conn) queueData(f *outFrame) {
+	c.wmu.Lock()
+	c.data = append(c.data, f)
+	c.wmu.Unlock()
+	c.poke()
+}
+
+func (c *Conn) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Conn) writeLoop() {
+	defer c.wg.Done()
+	var ctrl, data []*outFrame
+	for {
+		c.wmu.Lock()
+		ctrl, c.ctrl = c.ctrl, ctrl[:0]
+		data, c.data = c.data, data[:0]
+		c.wmu.Unlock()
+		if len(ctrl) == 0 && len(data) == 0 {
+			if c.bw.Buffered() > 0 {
+				if err := c.bw.Flush(); err != nil {
+					c.fail(fmt.Errorf("write: %w", err))
+					c.drain(nil, nil)
+					return
+				}
+			}
+			select {
+			case <-c.wake:
+				continue
+			case <-c.done:
+				c.drain(nil, nil)
+				return
+			}
+		}
+		for _, f := range ctrl {
+			if err := c.writeFrame(f); err != nil {
+				c.fail(fmt.Errorf("write: %w", err))
+				c.drain(ctrl, data)
+				return
+			}
+		}
+		for _, f := range data {
+			if err := c.writeFrame(f); err != nil {
+				c.fail(fmt.Errorf("write: %w", err))
+				c.drain(ctrl, data)
+				return
+			}
+		}
+		clear(ctrl)
+		clear(data)
+	}
+}
+
+// drain releases the writers of frames that will never be written.
+func (c *Conn) drain(ctrl, data []*outFrame) {
+	c.wmu.Lock()
+	data = append(data, c.data...)
+	c.data = nil
+	c.ctrl = nil
+	c.wmu.Unlock()
+	for _, f := range data {
+		if f.done != nil {
+			select {
+			case <-f.done:
+			default:
+				close(f.done)
+			}
+		}
+	}
+}
+
+func (c *Conn) writeFrame(f *outFrame) error {
+	switch f.kind {
+	case framePreface:
+		_, err := io.WriteString(c.bw, http2.ClientPreface)
+		return err
+	case frameSettings:
+		return c.wfr.WriteSettings(f.settings...)
+	case frameSettingsAck:
+		return c.wfr.WriteSettingsAck()
+	case framePing:
+		return c.wfr.WritePing(false, f.ping)
+	case framePingAck:
+		return c.wfr.WritePing(true, f.ping)
+	case frameWindowUpdate:
+		return c.wfr.WriteWindowUpdate(f.streamID, f.incr)
+	case frameGoAway:
+		err := c.wfr.WriteGoAway(f.streamID, f.code, nil)
+		if err == nil {
+			err = c.bw.Flush()
+		}
+		if f.done != nil {
+			close(f.done)
+		}
+		return err
+	case frameRST:
+		s := f.stream
+		if s == nil {
+			return c.wfr.WriteRSTStream(f.streamID, f.code)
+		}
+		// A stream whose HEADERS were never written is idle for the peer,
+		// and RST_STREAM on an idle stream is a connection error.
+		if !s.opened.Load() {
+			return nil
+		}
+		return c.wfr.WriteRSTStream(s.id, f.code)
+	case frameHeaders:
+		s := f.stream
+		if s.resetSent.Load() {
+			return nil
+		}
+		s.opened.Store(true)
+		return c.writeHeaders(s.id, f.fields, f.end)
+	case frameData:
+		s := f.stream
+		var err error
+		if !s.resetSent.Load() {
+			err = c.writeData(s.id, f.data, f.end)
+		} else if len(f.data) > 0 {
+			c.refund(len(f.data))
+		}
+		if f.done != nil {
+			close(f.done)
+		}
+		return err
+	}
+	return fmt.Errorf("unknown frame kind %d", f.kind)
+}
+
+func (c *Conn) writeHeaders(id uint32, fields []hpack.HeaderField, end bool) error {
+	if ts := c.peerTableSize.Load(); ts < 4096 {
+		c.henc.SetMaxDynamicTableSizeLimit(ts)
+	}
+	c.hbuf.Reset()
+	for _, hf := range fields {
+		if err := c.henc.WriteField(hf); err != nil {
+			return err
+		}
+	}
+	block := c.hbuf.Bytes()
+	max := int(c.peerMaxFrame.Load())
+	first := true
+	for len(block) > 0 || first {
+		n := min(len(block), max)
+		frag := block[:n]
+		block = block[n:]
+		var err error
+		if first {
+			err = c.wfr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: end, EndHeaders: len(block) == 0})
+			first = false
+		} else {
+			err = c.wfr.WriteContinuation(id, len(block) == 0, frag)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeData writes one DATA frame without copying the payload into the
+// framer: header, then payload, into the buffered writer.
+func (c *Conn) writeData(id uint32, p []byte, end bool) error {
+	var hdr [9]byte
+	hdr[0], hdr[1], hdr[2] = byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
+	hdr[3] = byte(http2.FrameData)
+	if end {
+		hdr[4] = byte(http2.FlagDataEndStream)
+	}
+	hdr[5], hdr[6], hdr[7], hdr[8] = byte(id>>24)&0x7f, byte(id>>16), byte(id>>8), byte(id)
+	if _, err := c.bw.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := c.bw.Write(p)
+	return err
+}
+
+// refund returns connection-level send credit for data that was never sent.
+func (c *Conn) refund(n int) {
+	c.mu.Lock()
+	c.sendWindow += int64(n)
+	c.broadcastSendLocked()
+	c.mu.Unlock()
+}
+
+func (c *Conn) broadcastSendLocked() {
+	close(c.sendWake)
+	c.sendWake = make(chan struct{})
+}
+
+// ---- reading ----
+
+func (c *Conn) readLoop() {
+	defer c.wg.Done()
+	err := c.readFrames()
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		c.sendGoAway(http2.ErrCode(ce), time.Second)
+	}
+	c.fail(err)
+}
+
+// sendGoAway queues a GOAWAY and waits up to max for it to be written, so
+// the peer learns why before the connection is torn down.
+func (c *Conn) sendGoAway(code http2.ErrCode, max time.Duration) {
+	c.mu.Lock()
+	last := c.maxPeerID
+	c.mu.Unlock()
+	f := &outFrame{kind: frameGoAway, code: code, streamID: last, done: make(chan struct{})}
+	c.queueCtrl(f)
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-f.done:
+	case <-c.done:
+	case <-t.C:
+	}
+}
+
+// connError is a connection-level protocol error with a reason.
+func connError(code http2.ErrCode, format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{http2.ConnectionError(code)}, args...)...)
+}
+
+func (c *Conn) readFrames() error {
+	if c.isServer {
+		c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var preface [len(http2.ClientPreface)]byte
+		if _, err := io.ReadFull(c.nc, preface[:]); err != nil {
+			return fmt.Errorf("read client preface: %w", err)
+		}
+		if string(preface[:]) != http2.ClientPreface {
+			return errors.New("bad client preface: not HTTP/2")
+		}
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	first := true
+	for {
+		fh, err := c.fr.ReadFrameHeader()
+		if err != nil {
+			if errors.Is(err, http2.ErrFrameTooLarge) {
+				return connError(http2.ErrCodeFrameSize, "frame of %d bytes exceeds %d", fh.Length, c.cfg.MaxFrameSize)
+			}
+			return fmt.Errorf("read: %w", err)
+		}
+		c.lastRead.Store(time.Now().UnixNano())
+		if first && fh.Type != http2.FrameSettings {
+			return connError(http2.ErrCodeProtocol, "first frame is %v, not SETTINGS", fh.Type)
+		}
+		first = false
+		if fh.Type == http2.FrameData {
+			if err := c.readData(fh); err != nil {
+				return err
+			}
+			continue
+		}
+		f, err := c.fr.ReadFrameForHeader(fh)
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				c.resetByID(se.StreamID, se.Code)
+				continue
+			}
+			return err
+		}
+		if err := c.handleFrame(f); err != nil {
+			return err
+		}
+	}
+}
+
+// readData reads a DATA frame's payload straight into the buffer the stream
+// will deliver it from.
+func (c *Conn) readData(fh http2.FrameHeader) error {
+	if fh.StreamID == 0 {
+		return connError(http2.ErrCodeProtocol, "DATA on stream 0")
+	}
+	r := c.nc
+	n := int(fh.Length)
+	pad := 0
+	if fh.Flags.Has(http2.FlagDataPadded) {
+		var b [1]byte
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		pad = int(b[0])
+		n--
+		if pad > n {
+			return connError(http2.ErrCodeProtocol, "DATA padding exceeds payload")
+		}
+		n -= pad
+	}
+	var buf *[]byte
+	var payload []byte
+	if n > 0 {
+		buf = getBuf(n, c.large)
+		payload = (*buf)[:n]
+		if _, err := io.ReadFull(r, payload); err != nil {
+			putBuf(buf, c.large)
+			return fmt.Errorf("read: %w", err)
+		}
+	}
+	if pad > 0 {
+		if _, err := io.CopyN(io.Discard, r, int64(pad)); err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+	}
+	// Connection-level credit goes back on receipt.
+	c.recvUnacked += int64(fh.Length)
+	if c.recvUnacked >= connWindow/2 {
+		c.queueCtrl(&outFrame{kind: frameWindowUpdate, incr: uint32(c.recvUnacked)})
+		c.recvUnacked = 0
+	}
+	s, err := c.streamForData(fh.StreamID)
+	if s == nil {
+		if buf != nil {
+			putBuf(buf, c.large)
+		}
+		return err
+	}
+	s.deliver(buf, payload, int(fh.Length), fh.Flags.Has(http2.FlagDataEndStream))
+	return nil
+}
+
+// streamForData finds the open stream for a DATA frame. A nil stream with a
+// nil error means the frame is to be dropped.
+func (c *Conn) streamForData(id uint32) (*Stream, error) {
+	c.mu.Lock()
+	s := c.streams[id]
+	idle := c.idleIDLocked(id)
+	c.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	if idle {
+		return nil, connError(http2.ErrCodeProtocol, "DATA on idle stream %d", id)
+	}
+	// A stream we already closed or reset: the data is dropped.
+	return nil, nil
+}
+
+// idleIDLocked reports whether id names a stream that was never opened.
+func (c *Conn) idleIDLocked(id uint32) bool {
+	if id%2 == 1 { // client-initiated
+		if c.isServer {
+			return id > c.maxPeerID
+		}
+		return id >= c.nextID
+	}
+	return true // no server-initiated streams exist here
+}
+
+func (c *Conn) handleFrame(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.SettingsFrame:
+		return c.handleSettings(f)
+	case *http2.MetaHeadersFrame:
+		if c.isServer {
+			return c.handleRequest(f)
+		}
+		return c.handleResponse(f)
+	case *http2.WindowUpdateFrame:
+		return c.handleWindowUpdate(f)
+	case *http2.PingFrame:
+		if f.IsAck() {
+			c.mu.Lock()
+			ch := c.pings[f.Data]
+			delete(c.pings, f.Data)
+			c.mu.Unlock()
+			if ch != nil {
+				close(ch)
+			}
+			return nil
+		}
+		c.queueCtrl(&outFrame{kind: framePingAck, ping: f.Data})
+		return nil
+	case *http2.RSTStreamFrame:
+		c.mu.Lock()
+		s := c.streams[f.StreamID]
+		idle := c.idleIDLocked(f.StreamID)
+		c.mu.Unlock()
+		if idle {
+			return connError(http2.ErrCodeProtocol, "RST_STREAM on idle stream %d", f.StreamID)
+		}
+		if s != nil {
+			s.peerReset(f.ErrCode)
+		}
+		return nil
+	case *http2.GoAwayFrame:
+		c.handleGoAway(f)
+		return nil
+	case *http2.PushPromiseFrame:
+		return connError(http2.ErrCodeProtocol, "PUSH_PROMISE with push disabled")
+	case *http2.ContinuationFrame:
+		return connError(http2.ErrCodeProtocol, "unexpected CONTINUATION")
+	default:
+		return nil // PRIORITY, PRIORITY_UPDATE and unknown frames are ignored
+	}
+}
+
+func (c *Conn) handleSettings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingMaxFrameSize:
+			c.peerMaxFrame.Store(s.Val)
+		case http2.SettingHeaderTableSize:
+			c.peerTableSize.Store(s.Val)
+		case http2.SettingMaxConcurrentStreams:
+			c.mu.Lock()
+			c.peerMaxStreams = s.Val
+			c.broadcastSendLocked()
+			c.mu.Unlock()
+		case http2.SettingInitialWindowSize:
+			c.mu.Lock()
+			delta := int64(s.Val) - c.peerInitWindow
+			c.peerInitWindow = int64(s.Val)
+			for _, st := range c.streams {
+				st.sendWindow += delta
+				if st.sendWindow > 1<<31-1 {
+					c.mu.Unlock()
+					return connError(http2.ErrCodeFlowControl, "window overflow after SETTINGS")
+				}
+			}
+			c.broadcastSendLocked()
+			c.mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		var ce http2.ConnectionError
+		if errors.As(err, &ce) {
+			return err
+		}
+		return connError(http2.ErrCodeProtocol, "bad SETTINGS: %v", err)
+	}
+	c.queueCtrl(&outFrame{kind: frameSettingsAck})
+	return nil
+}
+
+func (c *Conn) handleWindowUpdate(f *http2.WindowUpdateFrame) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f.StreamID == 0 {
+		c.sendWindow += int64(f.Increment)
+		if c.sendWindow > 1<<31-1 {
+			return connError(http2.ErrCodeFlowControl, "connection window overflow")
+		}
+		c.broadcastSendLocked()
+		return nil
+	}
+	s := c.streams[f.StreamID]
+	if s == nil {
+		if c.idleIDLocked(f.StreamID) {
+			return connError(http2.ErrCodeProtocol, "WINDOW_UPDATE on idle stream %d", f.StreamID)
+		}
+		return nil
+	}
+	s.sendWindow += int64(f.Increment)
+	if s.sendWindow > 1<<31-1 {
+		c.mu.Unlock()
+		c.resetStream(s, http2.ErrCodeFlowControl, fmt.Errorf("%w: peer overflowed the flow-control window", ErrStreamReset))
+		c.mu.Lock()
+		return nil
+	}
+	c.broadcastSendLocked()
+	return nil
+}
+
+// GoingAway is closed once no new streams can be opened on c.
+func (c *Conn) GoingAway() <-chan struct{} { return c.goAway }
+
+func (c *Conn) markGoingAwayLocked() {
+	if !c.goingAway {
+		c.goingAway = true
+		close(c.goAway)
+	}
+}
+
+func (c *Conn) handleGoAway(f *http2.GoAwayFrame) {
+	c.mu.Lock()
+	c.markGoingAwayLocked()
+	var refused []*Stream
+	if !c.isServer {
+		for id, s := range c.streams {
+			if id > f.LastStreamID {
+				refused = append(refused, s)
+			}
+		}
+	}
+	c.broadcastSendLocked()
+	c.mu.Unlock()
+	for _, s := range refused {
+		s.failRecv(ErrGoAway)
+		c.removeStream(s)
+	}
+	if f.ErrCode != http2.ErrCodeNo {
+		c.log.Warn("peer closed tunnel connection", "code", f.ErrCode.String(), "debug", string(f.DebugData()))
+	}
+}
+
+// handleRequest opens a stream for a request HEADERS frame (server side).
+func (c *Conn) handleRequest(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	c.mu.Lock()
+	if id%2 == 0 || id <= c.maxPeerID {
+		s := c.streams[id]
+		c.mu.Unlock()
+		if s != nil {
+			// Trailers on a tunnel stream: treat END_STREAM only.
+			if f.StreamEnded() {
+				s.deliver(nil, nil, 0, true)
+			}
+			return nil
+		}
+		return connError(http2.ErrCodeProtocol, "HEADERS on closed or invalid stream %d", id)
+	}
+	c.maxPeerID = id
+	if c.goingAway {
+		c.mu.Unlock()
+		c.queueCtrl(&outFrame{kind: frameRST, streamID: id, code: http2.ErrCodeRefusedStream})
+		return nil
+	}
+	if len(c.streams) >= c.cfg.MaxStreams {
+		c.mu.Unlock()
+		c.log.Warn("stream refused: too many open streams", "remote", c.nc.RemoteAddr().String(), "limit", c.cfg.MaxStreams)
+		c.queueCtrl(&outFrame{kind: frameRST, streamID: id, code: http2.ErrCodeRefusedStream})
+		return nil
+	}
+	s := newStream(c, id)
+	s.opened.Store(true)
+	s.sendWindow = c.peerInitWindow
+	c.streams[id] = s
+	c.mu.Unlock()
+	if f.Truncated {
+		c.resetStream(s, http2.ErrCodeRefusedStream, errors.New("header block too large"))
+		return nil
+	}
+	req := &Request{
+		Method:    f.PseudoValue("method"),
+		Authority: f.PseudoValue("authority"),
+		Header:    make(http.Header),
+		Conn:      c,
+	}
+	for _, hf := range f.RegularFields() {
+		req.Header.Add(http.CanonicalHeaderKey(hf.Name), hf.Value)
+	}
+	if f.StreamEnded() {
+		s.deliver(nil, nil, 0, true)
+	}
+	c.wg.Add(1)
+	go c.serveStream(req, s, f.PseudoValue("scheme") != "" || f.PseudoValue("path") != "" || f.PseudoValue("protocol") != "")
+	return nil
+}
+
+func (c *Conn) serveStream(req *Request, s *Stream, notPlainConnect bool) {
+	defer c.wg.Done()
+	defer s.Close()
+	switch {
+	case req.Method != http.MethodConnect:
+		s.Reject(http.StatusMethodNotAllowed, "http_request_denied", "this is a CONNECT proxy: only CONNECT is served")
+		return
+	case notPlainConnect:
+		s.Reject(http.StatusBadRequest, "http_request_error", "CONNECT must carry only :method and :authority")
+		return
+	}
+	if _, port, err := net.SplitHostPort(req.Authority); err != nil || port == "" {
+		s.Reject(http.StatusBadRequest, "http_request_error", fmt.Sprintf("bad CONNECT authority %q: want host:port", req.Authority))
+		return
+	}
+	c.handler(c.baseCtx, req, s)
+	if !s.responded.Load() {
+		s.Reject(http.StatusBadGateway, "proxy_internal_error", "request not answered")
+	}
+}
+
+// handleResponse delivers response HEADERS to a stream we opened (client).
+func (c *Conn) handleResponse(f *http2.MetaHeadersFrame) error {
+	c.mu.Lock()
+	s := c.streams[f.StreamID]
+	idle := c.idleIDLocked(f.StreamID)
+	c.mu.Unlock()
+	if idle {
+		return connError(http2.ErrCodeProtocol, "HEADERS on idle stream %d", f.StreamID)
+	}
+	if s == nil {
+		return nil
+	}
+	if s.gotResponse.Load() {
+		// Trailers: only END_STREAM matters to a byte pipe.
+		if f.StreamEnded() {
+			s.deliver(nil, nil, 0, true)
+		}
+		return nil
+	}
+	status := parseStatus(f.PseudoValue("status"))
+	if status == 0 {
+		c.resetStream(s, http2.ErrCodeProtocol, fmt.Errorf("%w: bad :status %q", ErrStreamReset, f.PseudoValue("status")))
+		return nil
+	}
+	if status < 200 {
+		return nil // informational; wait for the final response
+	}
+	hdr := make(http.Header)
+	for _, hf := range f.RegularFields() {
+		hdr.Add(http.CanonicalHeaderKey(hf.Name), hf.Value)
+	}
+	s.status = status
+	s.respHeader = hdr
+	s.gotResponse.Store(true)
+	s.respOnce.Do(func() { close(s.resp) })
+	if f.StreamEnded() {
+		s.deliver(nil, nil, 0, true)
+	}
+	return nil
+}
+
+// resetByID resets a stream named by a stream-level read error.
+func (c *Conn) resetByID(id uint32, code http2.ErrCode) {
+	c.mu.Lock()
+	s := c.streams[id]
+	c.mu.Unlock()
+	if s != nil {
+		c.resetStream(s, code, fmt.Errorf("%w: protocol error %v", ErrStreamReset, code))
+		return
+	}
+	c.queueCtrl(&outFrame{kind: frameRST, streamID: id, code: code})
+}
+
+// resetStream sends RST_STREAM for s (once), fails it locally and forgets it.
+func (c *Conn) resetStream(s *Stream, code http2.ErrCode, err error) {
+	if !s.resetSent.CompareAndSwap(false, true) {
+		return
+	}
+	c.queueCtrl(&outFrame{kind: frameRST, stream: s, code: code})
+	s.failRecv(err)
+	c.removeStream(s)
+}
+
+// removeStream forgets s and wakes anyone waiting for streams to finish.
+func (c *Conn) removeStream(s *Stream) {
+	s.mu.Lock()
+	if s.linger != nil {
+		s.linger.Stop()
+	}
+	s.mu.Unlock()
+	c.mu.Lock()
+	if c.streams[s.id] == s {
+		delete(c.streams, s.id)
+		close(c.idleWake)
+		c.idleWake = make(chan struct{})
+	}
+	c.broadcastSendLocked()
+	c.mu.Unlock()
+}
+
+// openStream sends a request HEADERS frame and returns the new stream
+// (client side). It waits while the peer's stream limit is reached.
+func (c *Conn) openStream(ctx context.Context, method, authority string, header http.Header) (*Stream, error) {
+	fields := []hpack.HeaderField{
+		{Name: ":method", Value: method},
+		{Name: ":authority", Value: authority},
+	}
+	for k, vs := range header {
+		lk := strings.ToLower(k)
+		for _, v := range vs {
+			fields = append(fields, hpack.HeaderField{Name: lk, Value: v, Sensitive: lk == "proxy-authorization"})
+		}
+	}
+	for {
+		c.mu.Lock()
+		switch {
+		case c.err != nil:
+			c.mu.Unlock()
+			return nil, ErrLinkClosed
+		case c.goingAway:
+			c.mu.Unlock()
+			return nil, ErrGoAway
+		case c.nextID > 1<<31-1:
+			c.markGoingAwayLocked()
+			c.mu.Unlock()
+			return nil, ErrGoAway
+		}
+		if uint32(len(c.streams)) < c.peerMaxStreams {
+			s := newStream(c, c.nextID)
+			c.nextID += 2
+			s.sendWindow = c.peerInitWindow
+			c.streams[s.id] = s
+			// Queue under mu so HEADERS go out in stream-ID order.
+			c.queueData(&outFrame{kind: frameHeaders, stream: s, fields: fields})
+			c.mu.Unlock()
+			return s, nil
+		}
+		wake := c.sendWake
+		c.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.done:
+			return nil, ErrLinkClosed
+		}
+	}
+}
+
+// Dial opens a CONNECT stream to addr (host:port) and waits for the
+// server's answer. header carries extra request headers (may be nil). A
+// refusal is returned as a *DialError.
+func (c *Conn) Dial(ctx context.Context, addr string, header http.Header) (*Stream, error) {
+	if c.isServer {
+		return nil, errors.New("tunnel: Dial on a server connection")
+	}
+	s, err := c.openStream(ctx, http.MethodConnect, addr, header)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-s.resp:
+	case <-ctx.Done():
+		c.resetStream(s, http2.ErrCodeCancel, ctx.Err())
+		return nil, ctx.Err()
+	}
+	if !s.gotResponse.Load() {
+		err := s.recvErr()
+		s.Close()
+		return nil, err
+	}
+	if s.status/100 == 2 {
+		return s, nil
+	}
+	de := &DialError{Target: addr, Status: s.status}
+	de.Type, de.Details = ParseProxyStatus(s.respHeader.Get("Proxy-Status"))
+	if de.Details == "" {
+		// Fall back to the body: a short text reason.
+		s.SetReadDeadline(time.Now().Add(2 * time.Second))
+		body, _ := io.ReadAll(io.LimitReader(s, 1024))
+		de.Details = strings.TrimSpace(string(body))
+	}
+	s.Close()
+	return nil, de
+}

@@ -1,0 +1,327 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/net/nettest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// pair is a client Conn and a server running Serve over loopback TCP. The
+// server hands every accepted stream to streams (or runs handle if set).
+type pair struct {
+	client  *Conn
+	streams chan *Stream
+	done    chan error
+	srvConn net.Conn
+}
+
+func newPair(t testing.TB, clientCfg, serverCfg Config, handle Handler) *pair {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	p := &pair{streams: make(chan *Stream, 16), done: make(chan error, 1)}
+	if handle == nil {
+		handle = func(ctx context.Context, req *Request, s *Stream) {
+			if err := s.Accept(); err != nil {
+				return
+			}
+			p.streams <- s
+			// Serve closes the stream when the handler returns; keep it
+			// open until the connection ends.
+			<-ctx.Done()
+		}
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := <-accepted
+	if sc == nil {
+		t.Fatal("accept failed")
+	}
+	p.srvConn = sc
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { p.done <- Serve(ctx, sc, serverCfg, handle) }()
+	p.client, err = NewClientConn(cc, clientCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.client.Close()
+		cancel()
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return after the connection closed")
+		}
+	})
+	return p
+}
+
+func (p *pair) dial(t testing.TB) (*Stream, *Stream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cs, err := p.client.Dial(ctx, "example.com:443", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ss := <-p.streams:
+		return cs, ss
+	case <-ctx.Done():
+		t.Fatal("server never saw the stream")
+	}
+	return nil, nil
+}
+
+func TestStreamIsANetConn(t *testing.T) {
+	p := newPair(t, Config{StreamWindow: 1 << 16}, Config{StreamWindow: 1 << 16}, nil)
+	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
+		cs, ss := p.dial(t)
+		return cs, ss, func() { cs.Close(); ss.Close() }, nil
+	})
+}
+
+func TestHalfCloseBothWays(t *testing.T) {
+	p := newPair(t, Config{}, Config{}, nil)
+	cs, ss := p.dial(t)
+	defer cs.Close()
+	defer ss.Close()
+
+	// Client finishes sending; server reads EOF but can still answer.
+	cs.Write([]byte("request"))
+	cs.CloseWrite()
+	got, err := io.ReadAll(ss)
+	if err != nil || string(got) != "request" {
+		t.Fatalf("server read %q, %v; want request, nil", got, err)
+	}
+	ss.Write([]byte("response"))
+	ss.CloseWrite()
+	got, err = io.ReadAll(cs)
+	if err != nil || string(got) != "response" {
+		t.Fatalf("client read %q, %v; want response, nil", got, err)
+	}
+	waitFor(t, "both sides forget the stream", func() bool { return p.client.NumStreams() == 0 })
+}
+
+func TestServerHalfCloseFirst(t *testing.T) {
+	// The target side finishes first (sends a few bytes and closes); the
+	// client still gets the bytes, then EOF, and can still send.
+	p := newPair(t, Config{}, Config{}, nil)
+	cs, ss := p.dial(t)
+	defer cs.Close()
+	defer ss.Close()
+	ss.Write([]byte("bye"))
+	ss.CloseWrite()
+	got, err := io.ReadAll(cs)
+	if err != nil || string(got) != "bye" {
+		t.Fatalf("client read %q, %v", got, err)
+	}
+	if _, err := cs.Write([]byte("late")); err != nil {
+		t.Fatalf("client write after server half-close: %v", err)
+	}
+	cs.CloseWrite()
+	got, _ = io.ReadAll(ss)
+	if string(got) != "late" {
+		t.Fatalf("server read %q", got)
+	}
+}
+
+func TestBulkTransferIntegrity(t *testing.T) {
+	p := newPair(t, Config{StreamWindow: 1 << 16, MaxFrameSize: 16 << 10}, Config{StreamWindow: 1 << 16}, nil)
+	cs, ss := p.dial(t)
+	defer cs.Close()
+	defer ss.Close()
+	const size = 8 << 20
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	go func() {
+		io.Copy(ss, bytes.NewReader(data)) // ReadFrom path on the server stream
+		ss.CloseWrite()
+	}()
+	h := sha256.New()
+	n, err := io.Copy(h, cs) // WriteTo path on the client stream
+	if err != nil || n != size {
+		t.Fatalf("copied %d, %v; want %d", n, err, size)
+	}
+	if !bytes.Equal(h.Sum(nil), sha256.New().Sum(nil)) {
+		want := sha256.Sum256(data)
+		if !bytes.Equal(h.Sum(nil), want[:]) {
+			t.Fatal("checksum mismatch")
+		}
+	}
+}
+
+func TestStalledReaderDoesNotSlowOthers(t *testing.T) {
+	const window = 1 << 16
+	p := newPair(t, Config{StreamWindow: window}, Config{StreamWindow: window}, nil)
+	stalled, stalledSrv := p.dial(t)
+	defer stalled.Close()
+	defer stalledSrv.Close()
+	// Fill the stalled stream's window and more: the writer blocks.
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := stalledSrv.Write(make([]byte, 4*window))
+		blocked <- err
+	}()
+	waitFor(t, "the stalled stream's window to fill", func() bool { return stalled.BytesReceived() >= window })
+
+	// Another stream moves far more than the connection would allow if
+	// the stalled stream held connection-level credit.
+	cs, ss := p.dial(t)
+	defer cs.Close()
+	defer ss.Close()
+	const size = 32 * window
+	go func() {
+		ss.Write(make([]byte, size))
+		ss.CloseWrite()
+	}()
+	n, err := io.Copy(io.Discard, cs)
+	if err != nil || n != size {
+		t.Fatalf("second stream read %d, %v; want %d", n, err, size)
+	}
+	select {
+	case err := <-blocked:
+		t.Fatalf("stalled writer returned early: %v", err)
+	default:
+	}
+	// Reading the stalled stream now drains it completely.
+	got, err := io.ReadFull(stalled, make([]byte, 4*window))
+	if err != nil || got != 4*window {
+		t.Fatalf("stalled stream read %d, %v", got, err)
+	}
+	if err := <-blocked; err != nil {
+		t.Fatalf("stalled writer: %v", err)
+	}
+}
+
+func TestRejectCarriesStatusAndReason(t *testing.T) {
+	p := newPair(t, Config{}, Config{}, func(ctx context.Context, req *Request, s *Stream) {
+		s.Reject(http.StatusForbidden, "destination_ip_prohibited", "refused: "+req.Authority+" is private")
+	})
+	_, err := p.client.Dial(context.Background(), "10.0.0.1:80", nil)
+	var de *DialError
+	if !errors.As(err, &de) {
+		t.Fatalf("Dial error %v is not a *DialError", err)
+	}
+	if de.StatusCode() != 403 || de.ProxyStatus() != "destination_ip_prohibited" || de.Details != "refused: 10.0.0.1:80 is private" {
+		t.Fatalf("got %+v", de)
+	}
+	waitFor(t, "the refused stream to be forgotten", func() bool { return p.client.NumStreams() == 0 })
+}
+
+func TestLinkDeathFailsStreamsPromptly(t *testing.T) {
+	p := newPair(t, Config{}, Config{}, nil)
+	cs, ss := p.dial(t)
+	defer ss.Close()
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := cs.Read(make([]byte, 10))
+		readErr <- err
+	}()
+	p.srvConn.Close() // the exit dies
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, ErrLinkClosed) {
+			t.Fatalf("read error %v, want ErrLinkClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("read on a dead link hangs")
+	}
+	if _, err := cs.Write([]byte("x")); !errors.Is(err, ErrLinkClosed) {
+		t.Fatalf("write error %v, want ErrLinkClosed", err)
+	}
+}
+
+func TestPingTimeoutClosesLink(t *testing.T) {
+	// A peer that accepts TCP but never speaks HTTP/2: pings go unanswered.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, c)
+		c.Close()
+	}()
+	defer wg.Wait()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClientConn(nc, Config{PingInterval: 50 * time.Millisecond, PingTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("link with an unresponsive peer was not closed")
+	}
+	if !errors.Is(c.Err(), ErrPingTimeout) {
+		t.Fatalf("Err = %v, want ErrPingTimeout", c.Err())
+	}
+	c.Close()
+}
+
+func TestProxyStatusRoundTrip(t *testing.T) {
+	for _, tc := range []struct{ typ, details string }{
+		{"dns_error", `no such host "x.invalid"`},
+		{"destination_ip_prohibited", `back\slash and "quotes"`},
+		{"", "only details"},
+	} {
+		v := FormatProxyStatus(tc.typ, tc.details)
+		typ, details := ParseProxyStatus(v)
+		if typ != tc.typ || details != tc.details {
+			t.Errorf("round trip of %q: got %q, %q", v, typ, details)
+		}
+	}
+	if typ, _ := ParseProxyStatus(`other; error=x, fluidity; error=connection_refused`); typ != "connection_refused" {
+		t.Errorf("last member not used: %q", typ)
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

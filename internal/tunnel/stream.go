@@ -1,0 +1,684 @@
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// Stream is one tunnelled connection: an HTTP/2 CONNECT stream used as a
+// net.Conn. CloseWrite sends END_STREAM (a half-close); Close ends both
+// directions, resetting the stream if the peer is still sending.
+type Stream struct {
+	c  *Conn  // immutable
+	id uint32 // immutable
+
+	opened      atomic.Bool // HEADERS written (client) or received (server)
+	resetSent   atomic.Bool // RST_STREAM queued: no more frames for this stream
+	responded   atomic.Bool // server: Accept or Reject called
+	gotResponse atomic.Bool // client: final response HEADERS arrived
+	resp        chan struct{}
+	respOnce    sync.Once   // closes resp
+	status      int         // client: written before resp is closed
+	respHeader  http.Header // client: written before resp is closed
+
+	rmu sync.Mutex // serializes readers (Read, WriteTo)
+	wmu sync.Mutex // serializes writers (Write, ReadFrom, CloseWrite, respond)
+
+	// Guarded by c.mu.
+	sendWindow int64
+	sendDone   bool // END_STREAM queued
+
+	mu         sync.Mutex // guards the receive side below
+	chunks     []chunk
+	recvEOF    bool
+	rerr       error // terminal error for reads and writes (reset, link closed)
+	closed     bool  // Close called
+	recvWindow int64 // credit the peer has left on this stream
+	unacked    int64 // bytes consumed and not yet given back
+	readWake   chan struct{}
+
+	rdl, wdl deadline
+	linger   *time.Timer // guarded by mu; set by Close while waiting for the peer's END_STREAM
+
+	sent, received atomic.Int64
+}
+
+type chunk struct {
+	buf  *[]byte
+	data []byte
+}
+
+func newStream(c *Conn, id uint32) *Stream {
+	return &Stream{
+		c:          c,
+		id:         id,
+		resp:       make(chan struct{}),
+		recvWindow: int64(c.cfg.StreamWindow),
+		readWake:   make(chan struct{}, 1),
+	}
+}
+
+// ID is the HTTP/2 stream ID.
+func (s *Stream) ID() uint32 { return s.id }
+
+// BytesSent and BytesReceived count payload bytes so far.
+func (s *Stream) BytesSent() int64     { return s.sent.Load() }
+func (s *Stream) BytesReceived() int64 { return s.received.Load() }
+
+// Conn is the connection the stream belongs to.
+func (s *Stream) Conn() *Conn { return s.c }
+
+func (s *Stream) notifyRead() {
+	select {
+	case s.readWake <- struct{}{}:
+	default:
+	}
+}
+
+// deliver hands received DATA to the stream (readLoop). flowLen is the
+// frame's full length for flow control; end marks END_STREAM.
+func (s *Stream) deliver(buf *[]byte, p []byte, flowLen int, end bool) {
+	s.mu.Lock()
+	s.recvWindow -= int64(flowLen)
+	if s.recvWindow < 0 {
+		s.mu.Unlock()
+		if buf != nil {
+			putBuf(buf, s.c.large)
+		}
+		s.c.resetStream(s, http2.ErrCodeFlowControl, fmt.Errorf("%w: peer exceeded the flow-control window", ErrStreamReset))
+		return
+	}
+	if s.recvEOF && (flowLen > 0 || len(p) > 0) {
+		s.mu.Unlock()
+		if buf != nil {
+			putBuf(buf, s.c.large)
+		}
+		s.c.resetStream(s, http2.ErrCodeStreamClosed, fmt.Errorf("%w: DATA after END_STREAM", ErrStreamReset))
+		return
+	}
+	if s.closed && len(p) > 0 {
+		s.mu.Unlock()
+		putBuf(buf, s.c.large)
+		s.c.resetStream(s, http2.ErrCodeCancel, net.ErrClosed)
+		return
+	}
+	var incr int64
+	if len(p) > 0 && s.rerr == nil {
+		s.chunks = append(s.chunks, chunk{buf, p})
+		s.received.Add(int64(len(p)))
+		// Padding consumes window but carries nothing: give it back now.
+		incr = s.consumedLocked(flowLen - len(p))
+	} else {
+		if buf != nil {
+			putBuf(buf, s.c.large)
+		}
+		incr = s.consumedLocked(flowLen)
+	}
+	if end {
+		s.recvEOF = true
+	}
+	s.mu.Unlock()
+	s.sendWindowUpdate(incr)
+	s.notifyRead()
+	if end {
+		s.maybeFinish()
+	}
+}
+
+// consumedLocked records n consumed bytes and returns the window increment
+// to send now, if any.
+func (s *Stream) consumedLocked(n int) int64 {
+	if n <= 0 || s.recvEOF {
+		return 0
+	}
+	s.unacked += int64(n)
+	if s.unacked < int64(s.c.cfg.StreamWindow)/4 {
+		return 0
+	}
+	incr := s.unacked
+	s.unacked = 0
+	s.recvWindow += incr
+	return incr
+}
+
+func (s *Stream) sendWindowUpdate(incr int64) {
+	if incr > 0 && !s.resetSent.Load() {
+		s.c.queueCtrl(&outFrame{kind: frameWindowUpdate, streamID: s.id, incr: uint32(incr)})
+	}
+}
+
+// failRecv ends the stream with err for readers and writers, after any
+// data already received.
+func (s *Stream) failRecv(err error) {
+	s.mu.Lock()
+	if s.rerr == nil {
+		s.rerr = err
+	}
+	s.mu.Unlock()
+	s.respOnce.Do(func() { close(s.resp) })
+	s.notifyRead()
+	s.c.mu.Lock()
+	s.c.broadcastSendLocked()
+	s.c.mu.Unlock()
+}
+
+func (s *Stream) peerReset(code http2.ErrCode) {
+	s.failRecv(fmt.Errorf("%w by peer: %v", ErrStreamReset, code))
+	s.c.removeStream(s)
+}
+
+func (s *Stream) recvErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rerr != nil {
+		return s.rerr
+	}
+	return ErrLinkClosed
+}
+
+// maybeFinish forgets the stream once both directions have ended.
+func (s *Stream) maybeFinish() {
+	s.mu.Lock()
+	eof := s.recvEOF
+	s.mu.Unlock()
+	s.c.mu.Lock()
+	done := s.sendDone
+	s.c.mu.Unlock()
+	if eof && done {
+		s.c.removeStream(s)
+	}
+}
+
+// Read reads data received on the stream.
+func (s *Stream) Read(p []byte) (int, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return 0, net.ErrClosed
+		}
+		if s.rdl.passed() {
+			s.mu.Unlock()
+			return 0, os.ErrDeadlineExceeded
+		}
+		if len(s.chunks) > 0 {
+			n := 0
+			for n < len(p) && len(s.chunks) > 0 {
+				ch := &s.chunks[0]
+				k := copy(p[n:], ch.data)
+				n += k
+				ch.data = ch.data[k:]
+				if len(ch.data) == 0 {
+					if ch.buf != nil {
+						putBuf(ch.buf, s.c.large)
+					}
+					s.chunks[0] = chunk{}
+					s.chunks = s.chunks[1:]
+				}
+			}
+			if len(s.chunks) == 0 {
+				s.chunks = nil
+			}
+			incr := s.consumedLocked(n)
+			s.mu.Unlock()
+			s.sendWindowUpdate(incr)
+			return n, nil
+		}
+		if err := s.readEndLocked(); err != nil {
+			s.mu.Unlock()
+			return 0, err
+		}
+		dl := s.rdl.done()
+		s.mu.Unlock()
+		select {
+		case <-s.readWake:
+		case <-dl:
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
+}
+
+// readEndLocked is the error a reader gets once the buffer is empty.
+func (s *Stream) readEndLocked() error {
+	switch {
+	case s.recvEOF:
+		return io.EOF
+	case s.rerr != nil:
+		return s.rerr
+	}
+	return nil
+}
+
+// WriteTo writes received data to w straight from the receive buffers,
+// until END_STREAM (returning nil) or an error.
+func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	var total int64
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return total, net.ErrClosed
+		}
+		if s.rdl.passed() {
+			s.mu.Unlock()
+			return total, os.ErrDeadlineExceeded
+		}
+		if len(s.chunks) > 0 {
+			ch := s.chunks[0]
+			s.chunks[0] = chunk{}
+			s.chunks = s.chunks[1:]
+			if len(s.chunks) == 0 {
+				s.chunks = nil
+			}
+			s.mu.Unlock()
+			n, err := w.Write(ch.data)
+			if ch.buf != nil {
+				putBuf(ch.buf, s.c.large)
+			}
+			total += int64(n)
+			s.mu.Lock()
+			incr := s.consumedLocked(len(ch.data))
+			s.mu.Unlock()
+			s.sendWindowUpdate(incr)
+			if err != nil {
+				return total, err
+			}
+			continue
+		}
+		if err := s.readEndLocked(); err != nil {
+			s.mu.Unlock()
+			if err == io.EOF {
+				return total, nil
+			}
+			return total, err
+		}
+		dl := s.rdl.done()
+		s.mu.Unlock()
+		select {
+		case <-s.readWake:
+		case <-dl:
+			return total, os.ErrDeadlineExceeded
+		}
+	}
+}
+
+// sendErr is why no more data can be sent, or nil.
+func (s *Stream) sendErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return net.ErrClosed
+	case s.rerr != nil:
+		return s.rerr
+	case s.resetSent.Load():
+		return ErrStreamReset
+	}
+	return nil
+}
+
+var errWriteAfterCloseWrite = errors.New("tunnel: write after CloseWrite")
+
+// awaitCredit waits for send credit and takes up to want bytes of it.
+func (s *Stream) awaitCredit(want int) (int, error) {
+	c := s.c
+	for {
+		if err := s.sendErr(); err != nil {
+			return 0, err
+		}
+		if s.wdl.passed() {
+			return 0, os.ErrDeadlineExceeded
+		}
+		c.mu.Lock()
+		if c.err != nil {
+			c.mu.Unlock()
+			return 0, ErrLinkClosed
+		}
+		if s.sendDone {
+			c.mu.Unlock()
+			return 0, errWriteAfterCloseWrite
+		}
+		n := min(int64(want), int64(c.peerMaxFrame.Load()), int64(c.cfg.MaxFrameSize), s.sendWindow, c.sendWindow)
+		if n > 0 {
+			s.sendWindow -= n
+			c.sendWindow -= n
+			c.mu.Unlock()
+			return int(n), nil
+		}
+		wake := c.sendWake
+		c.mu.Unlock()
+		select {
+		case <-wake:
+		case <-s.wdl.done():
+			return 0, os.ErrDeadlineExceeded
+		case <-c.done:
+			return 0, ErrLinkClosed
+		}
+	}
+}
+
+// sendFrames sends p as DATA frames without copying it and returns once
+// the last frame has been handed to the connection's writer. When wait is
+// false it returns the last frame unwaited, so the caller can fill its next
+// buffer while this one is written.
+func (s *Stream) sendFrames(p []byte, wait bool) (int, *outFrame, error) {
+	n := 0
+	var last *outFrame
+	for n < len(p) {
+		k, err := s.awaitCredit(len(p) - n)
+		if err != nil {
+			return n, nil, err
+		}
+		if last != nil {
+			if err := s.waitFrame(last); err != nil {
+				return n, nil, err
+			}
+		}
+		last = &outFrame{kind: frameData, stream: s, data: p[n : n+k], done: make(chan struct{})}
+		s.c.queueData(last)
+		s.sent.Add(int64(k))
+		n += k
+	}
+	if wait && last != nil {
+		return n, nil, s.waitFrame(last)
+	}
+	return n, last, nil
+}
+
+func (s *Stream) waitFrame(f *outFrame) error {
+	select {
+	case <-f.done:
+		return nil
+	case <-s.c.done:
+		// The writer may still be looking at f.data until it drains.
+		<-f.done
+		return ErrLinkClosed
+	}
+}
+
+// Write sends p on the stream, waiting for flow-control credit.
+func (s *Stream) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	n, _, err := s.sendFrames(p, true)
+	return n, err
+}
+
+// ReadFrom sends everything read from r until r's EOF (returning nil) or an
+// error. For a TCP source it holds no buffer while the source is idle.
+func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	wait := readinessWaiter(r)
+	var (
+		total   int64
+		pending *outFrame // last frame queued, not yet written
+		pendBuf *[]byte   // buffer pending's data lives in
+		large   bool      // read into a large buffer next
+	)
+	release := func() error {
+		var err error
+		if pending != nil {
+			err = s.waitFrame(pending)
+			pending = nil
+		}
+		if pendBuf != nil {
+			putBuf(pendBuf, s.c.large)
+			pendBuf = nil
+		}
+		return err
+	}
+	defer release()
+	for {
+		if wait != nil {
+			// Release the previous buffer before blocking on an idle source.
+			var relErr error
+			if err := wait(func() { relErr = release() }); err != nil {
+				return total, err
+			}
+			if relErr != nil {
+				return total, relErr
+			}
+		} else if !large {
+			// A short read drained the source: the next read may block.
+			if err := release(); err != nil {
+				return total, err
+			}
+		}
+		size := smallBufSize
+		if large || wait != nil {
+			size = s.c.large.size
+		}
+		buf := getBuf(size, s.c.large)
+		n, rerr := r.Read((*buf)[:size])
+		if n > 0 {
+			// The previous buffer may be reused only once its frames are out.
+			if err := release(); err != nil {
+				putBuf(buf, s.c.large)
+				return total, err
+			}
+			k, last, err := s.sendFrames((*buf)[:n], false)
+			total += int64(k)
+			pending, pendBuf = last, buf
+			if err != nil {
+				return total, err
+			}
+		} else {
+			putBuf(buf, s.c.large)
+		}
+		// Grow after a full read, shrink after a short one: an idle
+		// stream then waits holding a small buffer at most.
+		large = n == size
+		if rerr == io.EOF {
+			return total, release()
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+// CloseWrite sends END_STREAM: the peer reads EOF after the data sent so far.
+func (s *Stream) CloseWrite() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.closeWriteLocked()
+}
+
+func (s *Stream) closeWriteLocked() error {
+	c := s.c
+	c.mu.Lock()
+	if s.sendDone {
+		c.mu.Unlock()
+		return nil
+	}
+	s.sendDone = true
+	c.mu.Unlock()
+	if s.resetSent.Load() {
+		return ErrStreamReset
+	}
+	c.queueData(&outFrame{kind: frameData, stream: s, end: true})
+	s.maybeFinish()
+	return nil
+}
+
+// Close ends the stream, like closing a TCP socket: with unread data
+// buffered, the stream is reset; otherwise END_STREAM is sent (if it was
+// not already) and data the peer sends afterwards resets the stream. A
+// peer that never finishes is reset after lingerTimeout. Blocked reads and
+// writes return net.ErrClosed.
+func (s *Stream) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	unread := len(s.chunks) > 0
+	for _, ch := range s.chunks {
+		if ch.buf != nil {
+			putBuf(ch.buf, s.c.large)
+		}
+	}
+	s.chunks = nil
+	eof := s.recvEOF
+	s.mu.Unlock()
+	s.notifyRead()
+	s.respOnce.Do(func() { close(s.resp) })
+	c := s.c
+	c.mu.Lock()
+	c.broadcastSendLocked()
+	c.mu.Unlock()
+	s.rdl.set(time.Time{})
+	s.wdl.set(time.Time{})
+	switch {
+	case s.resetSent.Load():
+	case unread:
+		c.resetStream(s, http2.ErrCodeCancel, net.ErrClosed)
+	default:
+		s.wmu.Lock()
+		s.closeWriteLocked()
+		s.wmu.Unlock()
+		if !eof {
+			t := time.AfterFunc(lingerTimeout, func() {
+				c.resetStream(s, http2.ErrCodeCancel, net.ErrClosed)
+			})
+			s.mu.Lock()
+			s.linger = t
+			s.mu.Unlock()
+		}
+		s.maybeFinish()
+	}
+	return nil
+}
+
+// lingerTimeout is how long a closed stream waits for the peer's END_STREAM.
+const lingerTimeout = 30 * time.Second
+
+// Accept answers a CONNECT request with 200: the stream becomes a byte pipe.
+func (s *Stream) Accept() error {
+	return s.respond(http.StatusOK, nil, "")
+}
+
+// Reject answers with status, an RFC 9209 Proxy-Status header carrying
+// errType and details, and details as a plain-text body.
+func (s *Stream) Reject(status int, errType, details string) error {
+	h := http.Header{
+		"Proxy-Status": {FormatProxyStatus(errType, details)},
+		"Content-Type": {"text/plain; charset=utf-8"},
+	}
+	return s.respond(status, h, details+"\n")
+}
+
+func (s *Stream) respond(status int, h http.Header, body string) error {
+	if !s.responded.CompareAndSwap(false, true) {
+		return errors.New("tunnel: stream already answered")
+	}
+	fields := []hpack.HeaderField{{Name: ":status", Value: strconv.Itoa(status)}}
+	for k, vs := range h {
+		for _, v := range vs {
+			fields = append(fields, hpack.HeaderField{Name: strings.ToLower(k), Value: v})
+		}
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.sendErr(); err != nil {
+		return err
+	}
+	s.c.queueData(&outFrame{kind: frameHeaders, stream: s, fields: fields})
+	if body == "" && status/100 == 2 {
+		return nil
+	}
+	if _, _, err := s.sendFrames([]byte(body), true); err != nil {
+		return err
+	}
+	return s.closeWriteLocked()
+}
+
+// Status is the response status (client streams).
+func (s *Stream) Status() int { return s.status }
+
+func (s *Stream) LocalAddr() net.Addr  { return s.c.nc.LocalAddr() }
+func (s *Stream) RemoteAddr() net.Addr { return s.c.nc.RemoteAddr() }
+
+func (s *Stream) SetDeadline(t time.Time) error {
+	s.SetReadDeadline(t)
+	return s.SetWriteDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline and wakes a blocked reader so it
+// sees the new one.
+func (s *Stream) SetReadDeadline(t time.Time) error {
+	s.rdl.set(t)
+	s.notifyRead()
+	return nil
+}
+
+// SetWriteDeadline sets the write deadline and wakes blocked writers.
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	s.wdl.set(t)
+	s.c.mu.Lock()
+	s.c.broadcastSendLocked()
+	s.c.mu.Unlock()
+	return nil
+}
+
+// deadline is a settable point in time with a channel that is closed when
+// it passes. The zero value means no deadline.
+type deadline struct {
+	mu    sync.Mutex
+	timer *time.Timer
+	ch    chan struct{} // nil: no deadline; closed: passed
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+	switch dur := time.Until(t); {
+	case t.IsZero():
+		d.ch = nil
+	case dur <= 0:
+		d.ch = closedChan
+	default:
+		ch := make(chan struct{})
+		d.ch = ch
+		d.timer = time.AfterFunc(dur, func() { close(ch) })
+	}
+}
+
+func (d *deadline) passed() bool {
+	select {
+	case <-d.done():
+		return true
+	default:
+		return false
+	}
+}
+
+func (d *deadline) done() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ch
+}
