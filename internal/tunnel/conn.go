@@ -98,8 +98,8 @@ type Conn struct {
 	isServer bool
 	cfg      Config
 	log      *slog.Logger
-	large    *bufPool      // buffers of cfg.MaxFrameSize
-	handler  Handler       // server only
+	large    *bufPool // buffers of cfg.MaxFrameSize
+	handler  Handler  // server only
 	baseCtx  context.Context
 	done     chan struct{} // closed by fail when the connection ends
 	goAway   chan struct{} // closed by markGoingAway when no new streams may open
