@@ -41,6 +41,11 @@ type Config struct {
 	// and closing it. If PingInterval is zero, no pings are sent. If
 	// PingTimeout is zero, 10s is used.
 	PingInterval, PingTimeout time.Duration
+	// ShutdownTimeout (servers only) is how long open streams may finish
+	// once Serve's context ends: the server sends GOAWAY, refuses new
+	// streams and closes the connection when the last stream ends or the
+	// time is up. If zero, the connection closes at once.
+	ShutdownTimeout time.Duration
 	// Logger receives connection-level events. Nil discards them.
 	Logger *slog.Logger
 }
@@ -231,9 +236,21 @@ func Serve(ctx context.Context, nc net.Conn, cfg Config, h Handler) error {
 	}})
 	c.queueCtrl(&outFrame{kind: frameWindowUpdate, incr: connWindow - initialWindow})
 	c.start()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
+	stopped := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(stopped)
+		if c.cfg.ShutdownTimeout <= 0 {
+			c.Close()
+			return
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), c.cfg.ShutdownTimeout)
+		defer cancel()
+		c.Shutdown(sctx)
+	})
 	c.wg.Wait()
+	if !stop() {
+		<-stopped
+	}
 	return c.Err()
 }
 

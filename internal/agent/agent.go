@@ -1,0 +1,269 @@
+// Package agent is the local proxy: one localhost port that speaks HTTP
+// proxy (absolute-URI requests, CONNECT, WebSocket) and SOCKS5, told apart
+// by the first byte, with every client connection carried as one stream of
+// the tunnel link to the exit server.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"fluidity/internal/httpproxy"
+	"fluidity/internal/socks5"
+	"fluidity/internal/tunnel"
+)
+
+// Config configures an Agent. Exit and TLS are required.
+type Config struct {
+	// Exit is the exit server's host:port.
+	Exit string
+	// TLS is the client TLS configuration (see pki.ClientConfig).
+	TLS *tls.Config
+	// Tunnel tunes the link: ping interval and timeout, windows, backoff,
+	// how long new connections wait while the link is down.
+	Tunnel tunnel.ClientConfig
+	// HeaderTimeout bounds reading a request header, and the wait for a new
+	// client's first byte. If zero, 10s is used.
+	HeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive client connections. If zero, 2m.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request header. If zero, 64 KiB.
+	MaxHeaderBytes int
+	// SOCKSTimeout bounds the SOCKS5 negotiation. If zero, 10s is used.
+	SOCKSTimeout time.Duration
+	// ShutdownTimeout is how long open connections may drain on shutdown.
+	// If zero, 10s is used.
+	ShutdownTimeout time.Duration
+	// Logger receives one line per stream and link events. Nil discards.
+	Logger *slog.Logger
+}
+
+// Agent is a running local proxy.
+type Agent struct {
+	cfg    Config // immutable after New
+	log    *slog.Logger
+	client *tunnel.Client
+	http   *httpproxy.Handler
+	socks  *socks5.Server
+}
+
+// New checks cfg and builds an Agent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Exit == "" {
+		return nil, errors.New("agent: the exit server address is required (--server HOST:PORT)")
+	}
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = 10 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 2 * time.Minute
+	}
+	if cfg.MaxHeaderBytes == 0 {
+		cfg.MaxHeaderBytes = 64 << 10
+	}
+	if cfg.SOCKSTimeout == 0 {
+		cfg.SOCKSTimeout = 10 * time.Second
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	tcfg := cfg.Tunnel
+	tcfg.Addr = cfg.Exit
+	tcfg.TLS = cfg.TLS
+	tcfg.Logger = cfg.Logger
+	client, err := tunnel.NewClient(tcfg)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return &Agent{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		client: client,
+		http:   &httpproxy.Handler{Dial: client.Dial, Logger: cfg.Logger},
+		socks:  &socks5.Server{Dial: client.Dial, Logger: cfg.Logger, HandshakeTimeout: cfg.SOCKSTimeout},
+	}, nil
+}
+
+// Status reports the tunnel link's state.
+func (a *Agent) Status() tunnel.Status { return a.client.Status() }
+
+// Dial opens a stream through the tunnel, as the front-ends do.
+func (a *Agent) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return a.client.Dial(ctx, network, addr)
+}
+
+// Listen opens the agent's listener. A non-loopback address is refused
+// unless allowNonLoopback is set: an open proxy on a LAN is a hazard.
+func Listen(addr string, allowNonLoopback bool) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("agent: listen address %q: %w (example: 127.0.0.1:8080)", addr, err)
+	}
+	if !allowNonLoopback && !isLoopbackHost(host) {
+		return nil, fmt.Errorf("agent: refusing to listen on %q: it is not a loopback address, so anyone who can reach it could use your exit; use 127.0.0.1 or pass --allow-non-loopback", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return ln, nil
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Serve runs the link to the exit and serves clients on ln until ctx ends.
+// Then it stops accepting, lets open connections finish for up to
+// ShutdownTimeout, closes the link and returns.
+func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
+	linkCtx, stopLink := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.client.Run(linkCtx)
+	}()
+	defer func() {
+		stopLink()
+		wg.Wait()
+	}()
+
+	httpLn := newChanListener(ln.Addr())
+	srv := &http.Server{
+		Handler:           a.http,
+		ReadHeaderTimeout: a.cfg.HeaderTimeout,
+		IdleTimeout:       a.cfg.IdleTimeout,
+		MaxHeaderBytes:    a.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		srv.Serve(httpLn)
+	}()
+
+	// connCtx ends when the drain time is up: SOCKS connections close.
+	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelConns()
+	var conns sync.WaitGroup
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	a.log.Info("agent listening", "addr", ln.Addr().String(), "exit", a.cfg.Exit)
+	var acceptErr error
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() == nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				acceptErr = fmt.Errorf("agent: accept: %w", err)
+			}
+			break
+		}
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			a.serveConn(connCtx, nc, httpLn)
+		}()
+	}
+
+	// Shutdown: no new connections; give open ones ShutdownTimeout.
+	a.log.Info("agent stopping", "open_streams", a.client.Status().Streams)
+	httpLn.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	srv.Shutdown(sctx) // waits for requests in flight; hijacked tunnels are counted below
+	a.waitStreams(sctx)
+	cancelConns()
+	srv.Close()
+	a.http.Close()
+	conns.Wait()
+	return acceptErr
+}
+
+// waitStreams waits until no tunnel stream is open or ctx ends.
+func (a *Agent) waitStreams(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for a.client.Status().Streams > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// serveConn tells SOCKS5 from HTTP by the first byte.
+func (a *Agent) serveConn(ctx context.Context, nc net.Conn, httpLn *chanListener) {
+	nc.SetReadDeadline(time.Now().Add(a.cfg.HeaderTimeout))
+	first, conn, err := peekFirstByte(nc)
+	if err != nil {
+		a.log.Debug("client sent nothing", "client", nc.RemoteAddr().String(), "err", err)
+		nc.Close()
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	if first == 0x05 {
+		a.socks.ServeConn(ctx, conn)
+		return
+	}
+	if !httpLn.deliver(conn) {
+		conn.Close()
+	}
+}
+
+// chanListener is a net.Listener fed by the first-byte demultiplexer.
+type chanListener struct {
+	addr   net.Addr
+	ch     chan net.Conn // never closed
+	done   chan struct{} // closed by Close
+	closer sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closer.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }

@@ -1,0 +1,38 @@
+package agent
+
+import (
+	"io"
+	"net"
+)
+
+// peekWrapped reads the first byte and returns a connection that gives it
+// back on the first Read.
+func peekWrapped(nc net.Conn) (byte, net.Conn, error) {
+	var b [1]byte
+	if _, err := io.ReadFull(nc, b[:]); err != nil {
+		return 0, nil, err
+	}
+	return b[0], &prefixConn{Conn: nc, prefix: b[:]}, nil
+}
+
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes when the underlying connection can.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}

@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"fluidity/internal/agent"
+	"fluidity/internal/pki"
+	"fluidity/internal/tunnel"
+)
+
+type agentConfig struct {
+	Listen           string        `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
+	AllowNonLoopback bool          `yaml:"allow_non_loopback" help:"permit a non-loopback --listen address (anyone who reaches it can use your exit)"`
+	Server           string        `yaml:"server" help:"exit server address, HOST:PORT"`
+	ServerName       string        `yaml:"server_name" help:"name the exit's certificate is verified against, whatever address is dialed"`
+	Certs            string        `yaml:"certs" help:"directory with ca.crt, client.crt and client.key (made by 'fluidity certs init')"`
+	Cert             string        `yaml:"cert" help:"client certificate file (default: client.crt in --certs)"`
+	Key              string        `yaml:"key" help:"client private key file (default: client.key in --certs)"`
+	CA               string        `yaml:"ca" help:"CA certificate the exit's certificate must chain to (default: ca.crt in --certs)"`
+	PingInterval     time.Duration `yaml:"ping_interval" help:"how often to check that the link is alive"`
+	PingTimeout      time.Duration `yaml:"ping_timeout" help:"how long the exit may take to answer a ping before the link is declared dead"`
+	LinkWait         time.Duration `yaml:"link_wait" help:"how long a new client connection waits for the link before it gets 503"`
+	DialTimeout      time.Duration `yaml:"dial_timeout" help:"deadline for connecting to the exit (TCP, TLS and first ping)"`
+	HeaderTimeout    time.Duration `yaml:"header_timeout" help:"deadline for a client's request header or SOCKS5 negotiation"`
+	IdleTimeout      time.Duration `yaml:"idle_timeout" help:"idle keep-alive client connections are closed after this"`
+	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout" help:"how long open connections may finish on shutdown"`
+	Log              logConfig     `yaml:"log"`
+}
+
+func defaultAgentConfig() agentConfig {
+	return agentConfig{
+		Listen:          "127.0.0.1:8080",
+		ServerName:      pki.DefaultServerName,
+		PingInterval:    5 * time.Second,
+		PingTimeout:     10 * time.Second,
+		LinkWait:        30 * time.Second,
+		DialTimeout:     10 * time.Second,
+		HeaderTimeout:   10 * time.Second,
+		IdleTimeout:     2 * time.Minute,
+		ShutdownTimeout: 10 * time.Second,
+		Log:             defaultLog(),
+	}
+}
+
+func (c *agentConfig) files() tlsFiles { return tlsFiles{c.Certs, c.Cert, c.Key, c.CA} }
+
+func (c *agentConfig) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not host:port (example: 127.0.0.1:8080)", c.Listen)
+	}
+	if c.Server == "" {
+		return errors.New("server: required: the exit's HOST:PORT (for example --server exit.example.com:8443)")
+	}
+	if _, port, err := net.SplitHostPort(c.Server); err != nil || port == "" {
+		return fmt.Errorf("server: %q is not HOST:PORT (example: exit.example.com:8443)", c.Server)
+	}
+	if c.ServerName == "" {
+		return errors.New("server_name: must not be empty (default: fluidity-server)")
+	}
+	if _, _, _, err := c.files().resolve(pki.ClientCertFile, pki.ClientKeyFile); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"ping_interval", c.PingInterval}, {"ping_timeout", c.PingTimeout}, {"link_wait", c.LinkWait},
+		{"dial_timeout", c.DialTimeout}, {"header_timeout", c.HeaderTimeout}, {"idle_timeout", c.IdleTimeout},
+		{"shutdown_timeout", c.ShutdownTimeout}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s: must be positive (example: 10s)", d.key)
+		}
+	}
+	return c.Log.validate()
+}
+
+func runAgent(ctx context.Context, env Env, args []string) error {
+	cfg := defaultAgentConfig()
+	fs := newFlagSet(env, "agent", "agent --server HOST:PORT --certs DIR [flags]", `
+Run the local proxy. It listens on one localhost port that speaks HTTP proxy
+(plain requests, CONNECT, WebSocket) and SOCKS5, and carries every client
+connection over one mutually-authenticated TLS 1.3 link to the exit server.
+The link is checked with pings and re-established with backoff, forever.`)
+	if _, err := parse(env, fs, &cfg, args); err != nil {
+		return err
+	}
+	log := cfg.Log.logger(env.Stderr)
+	a, err := newAgent(cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := agent.Listen(cfg.Listen, cfg.AllowNonLoopback)
+	if err != nil {
+		return err
+	}
+	return a.Serve(ctx, ln)
+}
+
+// newAgent builds an agent from a validated configuration.
+func newAgent(cfg agentConfig, log *slog.Logger) (*agent.Agent, error) {
+	cert, key, ca, _ := cfg.files().resolve(pki.ClientCertFile, pki.ClientKeyFile)
+	tlsCfg, err := pki.ClientConfig(cert, key, ca, cfg.ServerName)
+	if err != nil {
+		return nil, err
+	}
+	return agent.New(agent.Config{
+		Exit: cfg.Server,
+		TLS:  tlsCfg,
+		Tunnel: tunnel.ClientConfig{
+			Conn:        tunnel.Config{PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout},
+			DialTimeout: cfg.DialTimeout,
+			WaitTimeout: cfg.LinkWait,
+		},
+		HeaderTimeout:   cfg.HeaderTimeout,
+		IdleTimeout:     cfg.IdleTimeout,
+		SOCKSTimeout:    cfg.HeaderTimeout,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          log,
+	})
+}

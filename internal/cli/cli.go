@@ -1,0 +1,155 @@
+// Package cli implements the fluidity command: it parses each subcommand's
+// configuration (file, environment, flags), builds the pieces and runs them.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+
+	"fluidity/internal/config"
+)
+
+// version is set at build time with -ldflags "-X fluidity/internal/cli.version=v1.2.3".
+var version = ""
+
+// Env is what a command sees of the outside world.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Environ        []string // os.Environ() form
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, env Env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"up", "run an exit server and an agent on this machine (the local default)", runUp},
+		{"agent", "run the local proxy, connected to an exit server", runAgent},
+		{"server", "run the exit server", runServer},
+		{"certs", "create a private CA and certificates (certs init, certs issue-client)", runCerts},
+		{"version", "print the version", runVersion},
+	}
+}
+
+// errUsage means the usage has been printed; exit with status 2.
+var errUsage = errors.New("usage")
+
+// Main runs the command line args (without the program name) and returns
+// the process exit status.
+func Main(ctx context.Context, env Env, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(env.Stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			err := c.run(ctx, env, args[1:])
+			switch {
+			case err == nil:
+				return 0
+			case errors.Is(err, flag.ErrHelp):
+				return 0
+			case errors.Is(err, errUsage):
+				return 2
+			}
+			fmt.Fprintf(env.Stderr, "fluidity %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(env.Stderr, "fluidity: unknown command %q\n\n", args[0])
+	printUsage(env.Stderr)
+	return 2
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintf(w, "Fluidity carries your connections through an exit server you own.\n\nUsage: fluidity <command> [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'fluidity <command> --help' for a command's flags.\n")
+}
+
+// newFlagSet returns a flag set that prints a usage with the command's
+// description and reports errors through its return values only.
+func newFlagSet(env Env, name, usage, description string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "Usage: fluidity %s\n\n%s\n\nFlags:\n", usage, strings.TrimSpace(description))
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse binds cfg to fs, parses args and loads file, environment and flags.
+func parse(env Env, fs *flag.FlagSet, cfg any, args []string) (*config.Loader, error) {
+	l := config.Bind(fs, cfg)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "fluidity %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return nil, errUsage
+	}
+	if err := l.Load(env.Environ); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func runVersion(ctx context.Context, env Env, args []string) error {
+	fs := newFlagSet(env, "version", "version", "Print the version of this binary.")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	fmt.Fprintf(env.Stdout, "fluidity %s\n", Version())
+	return nil
+}
+
+// Version is the build's version: the -X value, else the module version or
+// VCS revision recorded by the Go toolchain.
+func Version() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	if rev := settings["vcs.revision"]; rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if settings["vcs.modified"] == "true" {
+			rev += "-dirty"
+		}
+		return "devel-" + rev
+	}
+	return "devel"
+}
+

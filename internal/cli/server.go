@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"fluidity/internal/egress"
+	"fluidity/internal/exit"
+	"fluidity/internal/pki"
+	"fluidity/internal/tunnel"
+)
+
+// tlsFiles names a side's certificate, key and CA: --certs DIR means the
+// default names in DIR; --cert, --key and --ca override one file each.
+type tlsFiles struct {
+	Certs, Cert, Key, CA string
+}
+
+// resolve fills the file names from Certs and the side's default names.
+func (f tlsFiles) resolve(certName, keyName string) (cert, key, ca string, err error) {
+	cert, key, ca = f.Cert, f.Key, f.CA
+	if f.Certs != "" {
+		if cert == "" {
+			cert = filepath.Join(f.Certs, certName)
+		}
+		if key == "" {
+			key = filepath.Join(f.Certs, keyName)
+		}
+		if ca == "" {
+			ca = filepath.Join(f.Certs, pki.CAFile)
+		}
+	}
+	if cert == "" || key == "" || ca == "" {
+		return "", "", "", errors.New("certs: no certificates configured; pass --certs DIR (made by 'fluidity certs init --dir DIR'), or --cert, --key and --ca")
+	}
+	return cert, key, ca, nil
+}
+
+type egressConfig struct {
+	AllowHosts []string `yaml:"allow_hosts" help:"if set, only these target hosts (example.com, *.example.com) are allowed"`
+	DenyHosts  []string `yaml:"deny_hosts" help:"target hosts that are refused"`
+	AllowCIDRs []string `yaml:"allow_cidrs" help:"target networks allowed even if private (10.1.0.0/16)"`
+	DenyCIDRs  []string `yaml:"deny_cidrs" help:"target networks that are refused"`
+	AllowPorts []string `yaml:"allow_ports" help:"if set, only these target ports (443, 8000-9000) are allowed"`
+	DenyPorts  []string `yaml:"deny_ports" help:"target ports that are refused"`
+}
+
+type serverConfig struct {
+	Listen           string        `yaml:"listen" help:"address to accept agents on"`
+	Certs            string        `yaml:"certs" help:"directory with ca.crt, server.crt and server.key (made by 'fluidity certs init')"`
+	Cert             string        `yaml:"cert" help:"server certificate file (default: server.crt in --certs)"`
+	Key              string        `yaml:"key" help:"server private key file (default: server.key in --certs)"`
+	CA               string        `yaml:"ca" help:"CA certificate that client certificates must chain to (default: ca.crt in --certs)"`
+	AllowPrivate     bool          `yaml:"allow_private" help:"allow loopback, private and link-local targets (for tests and local use; never on a shared exit)"`
+	Egress           egressConfig  `yaml:"egress"`
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout" help:"TLS handshake deadline"`
+	HeaderTimeout    time.Duration `yaml:"header_timeout" help:"deadline for an HTTP/1.1 CONNECT request header"`
+	DialTimeout      time.Duration `yaml:"dial_timeout" help:"deadline for connecting to a target"`
+	MaxStreams       int           `yaml:"max_streams" help:"open streams allowed per agent link"`
+	PingInterval     time.Duration `yaml:"ping_interval" help:"how often to check that an agent link is alive"`
+	PingTimeout      time.Duration `yaml:"ping_timeout" help:"how long an agent may take to answer a ping before its link is closed"`
+	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout" help:"how long open streams may finish on shutdown"`
+	Log              logConfig     `yaml:"log"`
+
+	policy *egress.Policy
+}
+
+func defaultServerConfig() serverConfig {
+	return serverConfig{
+		Listen:           ":8443",
+		HandshakeTimeout: 10 * time.Second,
+		HeaderTimeout:    10 * time.Second,
+		DialTimeout:      10 * time.Second,
+		MaxStreams:       10000,
+		PingInterval:     30 * time.Second,
+		PingTimeout:      15 * time.Second,
+		ShutdownTimeout:  10 * time.Second,
+		Log:              defaultLog(),
+	}
+}
+
+func (c *serverConfig) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not host:port (example: :8443)", c.Listen)
+	}
+	if _, _, _, err := c.files().resolve(pki.ServerCertFile, pki.ServerKeyFile); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"handshake_timeout", c.HandshakeTimeout}, {"header_timeout", c.HeaderTimeout}, {"dial_timeout", c.DialTimeout},
+		{"ping_interval", c.PingInterval}, {"ping_timeout", c.PingTimeout}, {"shutdown_timeout", c.ShutdownTimeout}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s: must be positive (example: 10s)", d.key)
+		}
+	}
+	if c.MaxStreams < 1 {
+		return errors.New("max_streams: must be at least 1")
+	}
+	p, err := egress.New(egress.Config{
+		AllowPrivate: c.AllowPrivate,
+		AllowHosts:   c.Egress.AllowHosts, DenyHosts: c.Egress.DenyHosts,
+		AllowCIDRs: c.Egress.AllowCIDRs, DenyCIDRs: c.Egress.DenyCIDRs,
+		AllowPorts: c.Egress.AllowPorts, DenyPorts: c.Egress.DenyPorts,
+	})
+	if err != nil {
+		return err
+	}
+	c.policy = p
+	return c.Log.validate()
+}
+
+func (c *serverConfig) files() tlsFiles { return tlsFiles{c.Certs, c.Cert, c.Key, c.CA} }
+
+func runServer(ctx context.Context, env Env, args []string) error {
+	cfg := defaultServerConfig()
+	fs := newFlagSet(env, "server", "server [--listen ADDR] --certs DIR [flags]", `
+Run the exit server: a standard HTTPS CONNECT proxy (HTTP/2 and HTTP/1.1)
+that requires a client certificate from your private CA and connects to
+targets under the egress policy. By default it refuses loopback, private,
+link-local (including cloud metadata) and unique-local targets.`)
+	if _, err := parse(env, fs, &cfg, args); err != nil {
+		return err
+	}
+	log := cfg.Log.logger(env.Stderr)
+	srv, err := newExit(cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	log.Info("exit server listening", "addr", ln.Addr().String(), "allow_private", cfg.AllowPrivate)
+	return srv.Serve(ctx, ln)
+}
+
+// newExit builds an exit server from a validated configuration.
+func newExit(cfg serverConfig, log *slog.Logger) (*exit.Server, error) {
+	cert, key, ca, _ := cfg.files().resolve(pki.ServerCertFile, pki.ServerKeyFile)
+	tlsCfg, err := pki.ServerConfig(cert, key, ca)
+	if err != nil {
+		return nil, err
+	}
+	d := &egress.Dialer{Policy: cfg.policy, Timeout: cfg.DialTimeout}
+	return exit.New(exit.Config{
+		TLS:              tlsCfg,
+		Dial:             d.DialContext,
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		HeaderTimeout:    cfg.HeaderTimeout,
+		DialTimeout:      cfg.DialTimeout,
+		ShutdownTimeout:  cfg.ShutdownTimeout,
+		Tunnel: tunnel.Config{
+			MaxStreams:   cfg.MaxStreams,
+			PingInterval: cfg.PingInterval,
+			PingTimeout:  cfg.PingTimeout,
+		},
+		Logger: log,
+	})
+}

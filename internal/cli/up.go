@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"fluidity/internal/agent"
+	"fluidity/internal/pki"
+)
+
+type upConfig struct {
+	Listen       string    `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
+	StateDir     string    `yaml:"state_dir" help:"where the local certificates are kept (default: fluidity in your config directory)"`
+	AllowPrivate bool      `yaml:"allow_private" help:"let the local exit reach loopback and private addresses (on by default for local use)"`
+	Log          logConfig `yaml:"log"`
+}
+
+func (c *upConfig) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not host:port (example: 127.0.0.1:8080)", c.Listen)
+	}
+	return c.Log.validate()
+}
+
+func defaultStateDir() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ".fluidity"
+	}
+	return filepath.Join(dir, "fluidity")
+}
+
+func runUp(ctx context.Context, env Env, args []string) error {
+	cfg := upConfig{Listen: "127.0.0.1:8080", AllowPrivate: true, Log: defaultLog()}
+	fset := newFlagSet(env, "up", "up [--listen ADDR] [--state-dir DIR]", `
+Run Fluidity on this machine: an exit server on a loopback port and the
+local proxy in front of it, in one process, with certificates made on the
+first run. It shows the whole path working; for a real exit elsewhere, see
+'fluidity server' and 'fluidity agent'.`)
+	if _, err := parse(env, fset, &cfg, args); err != nil {
+		return err
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = defaultStateDir()
+	}
+	log := cfg.Log.logger(env.Stderr)
+	certDir := filepath.Join(cfg.StateDir, "certs")
+	if err := ensureCerts(certDir); err != nil {
+		return err
+	}
+
+	scfg := defaultServerConfig()
+	scfg.Listen = "127.0.0.1:0"
+	scfg.Certs = certDir
+	scfg.AllowPrivate = cfg.AllowPrivate
+	if err := scfg.Validate(); err != nil {
+		return err
+	}
+	srv, err := newExit(scfg, log.With("side", "exit"))
+	if err != nil {
+		return err
+	}
+	exitLn, err := net.Listen("tcp", scfg.Listen)
+	if err != nil {
+		return err
+	}
+
+	acfg := defaultAgentConfig()
+	acfg.Listen = cfg.Listen
+	acfg.Server = exitLn.Addr().String()
+	acfg.Certs = certDir
+	if err := acfg.Validate(); err != nil {
+		exitLn.Close()
+		return err
+	}
+	a, err := newAgent(acfg, log.With("side", "agent"))
+	if err != nil {
+		exitLn.Close()
+		return err
+	}
+	agentLn, err := agent.Listen(acfg.Listen, false)
+	if err != nil {
+		exitLn.Close()
+		return err
+	}
+
+	proxy := agentLn.Addr().String()
+	fmt.Fprintf(env.Stdout, `Fluidity is up: local proxy on %s, exit on %s.
+HTTP, HTTPS (CONNECT) and SOCKS5 all use that one port. Try:
+  curl -x http://%s https://example.com
+  curl --socks5-hostname %s https://example.com
+Certificates are in %s. Press Ctrl-C to stop.
+`, proxy, exitLn.Addr(), proxy, proxy, certDir)
+
+	var wg sync.WaitGroup
+	var exitErr error
+	exitCtx, stopExit := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		exitErr = srv.Serve(exitCtx, exitLn)
+	}()
+	agentErr := a.Serve(ctx, agentLn)
+	stopExit() // after the agent has drained
+	wg.Wait()
+	return errors.Join(agentErr, exitErr)
+}
+
+// ensureCerts creates the local certificates on first run and reuses them
+// afterwards.
+func ensureCerts(dir string) error {
+	_, err := os.Stat(filepath.Join(dir, pki.CAFile))
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	return pki.Init(pki.InitOptions{Dir: dir})
+}

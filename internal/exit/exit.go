@@ -1,0 +1,261 @@
+// Package exit is the exit server: it accepts mutually-authenticated TLS 1.3
+// connections from agents (or any standard HTTPS-proxy client), serves
+// HTTP/2 and HTTP/1.1 CONNECT requests on them, and dials the targets
+// through the egress policy.
+//
+// Every connection completes its TLS handshake under a deadline before the
+// server looks at the peer's certificate: reading the connection state any
+// earlier would show no certificate at all.
+package exit
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"fluidity/internal/pki"
+	"fluidity/internal/relay"
+	"fluidity/internal/tunnel"
+)
+
+// Config configures a Server. TLS and Dial are required.
+type Config struct {
+	// TLS is the server's TLS configuration (see pki.ServerConfig): TLS 1.3,
+	// client certificates required and verified against the private CA.
+	TLS *tls.Config
+	// Dial connects to targets; it enforces the egress policy.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// HandshakeTimeout bounds the TLS handshake. If zero, 10s is used.
+	HandshakeTimeout time.Duration
+	// HeaderTimeout bounds reading an HTTP/1.1 CONNECT request. If zero,
+	// 10s is used.
+	HeaderTimeout time.Duration
+	// MaxHeaderBytes bounds an HTTP/1.1 request header. If zero, 16 KiB.
+	MaxHeaderBytes int
+	// DialTimeout bounds one target dial. If zero, 10s is used.
+	DialTimeout time.Duration
+	// ShutdownTimeout is how long open streams may drain once the server
+	// is told to stop. If zero, 10s is used.
+	ShutdownTimeout time.Duration
+	// Tunnel tunes the HTTP/2 connections. If Tunnel.PingInterval is zero,
+	// 30s is used, so connections from vanished agents are closed.
+	Tunnel tunnel.Config
+	// Logger receives one line per stream and per failed handshake. Nil
+	// discards.
+	Logger *slog.Logger
+}
+
+// Server is an exit server.
+type Server struct {
+	cfg Config // immutable after New
+	log *slog.Logger
+
+	wg      sync.WaitGroup // one per connection goroutine
+	streams atomic.Int64   // open tunnel streams
+	total   atomic.Int64   // streams served
+	lastAct atomic.Int64   // unix nanos of the last stream start or end
+}
+
+// New checks cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.TLS == nil {
+		return nil, errors.New("exit: TLS config is required")
+	}
+	if cfg.Dial == nil {
+		return nil, errors.New("exit: a dialer is required")
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = 10 * time.Second
+	}
+	if cfg.MaxHeaderBytes == 0 {
+		cfg.MaxHeaderBytes = 16 << 10
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.Tunnel.PingInterval == 0 {
+		cfg.Tunnel.PingInterval = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Tunnel.Logger = cfg.Logger
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.lastAct.Store(time.Now().UnixNano())
+	return s, nil
+}
+
+// OpenStreams is the number of streams open now.
+func (s *Server) OpenStreams() int64 { return s.streams.Load() }
+
+// LastActivity is when a stream last started or ended.
+func (s *Server) LastActivity() time.Time { return time.Unix(0, s.lastAct.Load()) }
+
+// Serve accepts connections on ln until ctx ends, then stops accepting,
+// lets open streams drain for up to ShutdownTimeout and returns after every
+// connection has been closed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	// When ctx ends, HTTP/2 connections send GOAWAY and drain for up to
+	// ShutdownTimeout (see tunnel.Config); HTTP/1.1 tunnels get the same
+	// time before hardCtx closes them.
+	hardCtx, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		t := time.AfterFunc(s.cfg.ShutdownTimeout, cancelHard)
+		s.wg.Wait()
+		t.Stop()
+		cancelHard()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				s.log.Info("exit server stopping", "open_streams", s.streams.Load())
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = max(5*time.Millisecond, min(2*delay, time.Second))
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("exit: accept: %w", err)
+		}
+		delay = 0
+		s.wg.Add(1)
+		go s.serveConn(ctx, hardCtx, nc)
+	}
+}
+
+// serveConn serves one connection. ctx ends when the server begins to stop;
+// hardCtx when it must stop now.
+func (s *Server) serveConn(ctx, hardCtx context.Context, nc net.Conn) {
+	defer s.wg.Done()
+	tc := tls.Server(nc, s.cfg.TLS)
+	hctx, cancel := context.WithTimeout(hardCtx, s.cfg.HandshakeTimeout)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		s.log.Warn("tls handshake failed", "remote", nc.RemoteAddr().String(), "reason", pki.HandshakeFailure(err), "err", err)
+		nc.Close()
+		return
+	}
+	// Only now, after the handshake, is the peer certificate known.
+	state := tc.ConnectionState()
+	if len(state.PeerCertificates) == 0 {
+		// Unreachable with a config from pki.ServerConfig; refuse anyway.
+		s.log.Warn("tls handshake failed", "remote", nc.RemoteAddr().String(), "reason", "no client certificate")
+		nc.Close()
+		return
+	}
+	cc := &clientConn{
+		s:        s,
+		identity: state.PeerCertificates[0].Subject.CommonName,
+		remote:   nc.RemoteAddr().String(),
+	}
+	if state.NegotiatedProtocol == "h2" {
+		tcfg := s.cfg.Tunnel
+		tcfg.ShutdownTimeout = s.cfg.ShutdownTimeout
+		err = tunnel.Serve(ctx, tc, tcfg, cc.serveStream)
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Debug("tunnel connection ended", "client", cc.identity, "remote", cc.remote, "err", err)
+		}
+		return
+	}
+	cc.serveHTTP1(hardCtx, tc)
+}
+
+// clientConn is one authenticated connection.
+type clientConn struct {
+	s        *Server
+	identity string // client certificate common name
+	remote   string
+}
+
+// serveStream serves one HTTP/2 CONNECT stream.
+func (cc *clientConn) serveStream(ctx context.Context, req *tunnel.Request, st *tunnel.Stream) {
+	start := time.Now()
+	target, err := cc.dial(ctx, req.Authority)
+	if err != nil {
+		status, typ := classify(err)
+		st.Reject(status, typ, err.Error())
+		cc.logStream(req.Authority, start, 0, 0, err)
+		return
+	}
+	cc.s.streamStarted()
+	defer cc.s.streamEnded()
+	if err := st.Accept(); err != nil {
+		target.Close()
+		cc.logStream(req.Authority, start, 0, 0, err)
+		return
+	}
+	res := relay.Pipe(st, target)
+	cc.logStream(req.Authority, start, res.AToB, res.BToA, res.Err)
+}
+
+func (s *Server) streamStarted() {
+	s.streams.Add(1)
+	s.total.Add(1)
+	s.lastAct.Store(time.Now().UnixNano())
+}
+
+func (s *Server) streamEnded() {
+	s.streams.Add(-1)
+	s.lastAct.Store(time.Now().UnixNano())
+}
+
+func (cc *clientConn) dial(ctx context.Context, authority string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, cc.s.cfg.DialTimeout)
+	defer cancel()
+	return cc.s.cfg.Dial(ctx, "tcp", authority)
+}
+
+// classify maps a dial error to an HTTP status and RFC 9209 error type,
+// using the methods the egress dialer's errors carry.
+func classify(err error) (int, string) {
+	status, typ := http.StatusBadGateway, "destination_unavailable"
+	var sc interface{ StatusCode() int }
+	if errors.As(err, &sc) {
+		status = sc.StatusCode()
+	} else if errors.Is(err, context.DeadlineExceeded) {
+		status, typ = http.StatusGatewayTimeout, "connection_timeout"
+	}
+	var ps interface{ ProxyStatus() string }
+	if errors.As(err, &ps) && ps.ProxyStatus() != "" {
+		typ = ps.ProxyStatus()
+	}
+	return status, typ
+}
+
+// logStream writes the one line a stream gets when it ends.
+func (cc *clientConn) logStream(target string, start time.Time, up, down int64, err error) {
+	result := "ok"
+	level := slog.LevelInfo
+	if err != nil {
+		result = err.Error()
+		level = slog.LevelWarn
+	}
+	cc.s.log.Log(context.Background(), level, "stream",
+		"client", cc.identity,
+		"remote", cc.remote,
+		"target", target,
+		"up", up,
+		"down", down,
+		"duration", time.Since(start).Round(time.Microsecond),
+		"result", result)
+}

@@ -1,0 +1,158 @@
+package socks5
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"fluidity/internal/relay"
+)
+
+// Server serves SOCKS5 clients, one connection at a time per ServeConn call.
+// Its fields must not change once it is in use; it is safe for concurrent
+// ServeConn calls.
+type Server struct {
+	// Dial connects to a target "host:port" over "tcp". A domain name is
+	// passed unresolved. Errors are answered with ReplyFor. If nil, every
+	// request is answered with GeneralFailure: there is no direct default,
+	// so a missing tunnel never turns into a direct connection.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// Logger receives one line per connection. If nil, nothing is logged.
+	Logger *slog.Logger
+
+	// HandshakeTimeout bounds the whole negotiation, from the first byte
+	// to the request. If zero, 10s is used.
+	HandshakeTimeout time.Duration
+}
+
+const defaultHandshakeTimeout = 10 * time.Second
+
+var errNoDial = errors.New("socks5: Server.Dial is not set")
+
+// Results logged for a connection.
+const (
+	resultOK        = "ok"
+	resultHandshake = "handshake failed"
+	resultCanceled  = "canceled"
+	resultRelay     = "relay error"
+)
+
+// ServeConn serves one client connection whose first byte (0x05) has not
+// been consumed yet: it negotiates, dials the target, replies, and relays
+// both ways with relay.Pipe until both directions end. It closes conn before
+// it returns. Cancelling ctx closes conn, which ends the negotiation, the
+// dial or the relay.
+//
+// ServeConn logs exactly one line when the connection ends, with the
+// client, the target, the bytes sent up (client to target) and down, the
+// duration and the result: "ok", "handshake failed", the reply sent for a
+// failed dial (e.g. "not allowed"), "canceled" or "relay error".
+func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
+	start := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+
+	var (
+		target   string
+		up, down int64
+		result   = resultOK
+		err      error
+	)
+	defer func() {
+		attrs := []slog.Attr{
+			slog.String("client", conn.RemoteAddr().String()),
+			slog.String("target", target),
+			slog.Int64("up", up),
+			slog.Int64("down", down),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("result", result),
+		}
+		if err != nil {
+			attrs = append(attrs, slog.String("error", err.Error()))
+		}
+		s.logger().LogAttrs(ctx, slog.LevelInfo, "socks5 connection", attrs...)
+	}()
+
+	timeout := s.handshakeTimeout()
+	conn.SetDeadline(time.Now().Add(timeout))
+	target, err = ReadRequest(conn)
+	if err != nil {
+		result = resultHandshake
+		if ctx.Err() != nil {
+			result = resultCanceled
+		}
+		return
+	}
+	// The dial may take long (an exit waking up); the client waits.
+	conn.SetDeadline(time.Time{})
+
+	dst, err := s.dial(ctx, target)
+	if err != nil {
+		reply := ReplyFor(err)
+		result = reply.String()
+		if ctx.Err() != nil {
+			result = resultCanceled
+		}
+		conn.SetWriteDeadline(time.Now().Add(timeout))
+		WriteReply(conn, reply, netip.AddrPort{})
+		return
+	}
+	conn.SetWriteDeadline(time.Now().Add(timeout))
+	if err = WriteReply(conn, Succeeded, boundAddr(dst)); err != nil {
+		dst.Close()
+		result = resultHandshake
+		return
+	}
+	conn.SetDeadline(time.Time{})
+
+	res := relay.Pipe(conn, dst)
+	up, down, err = res.AToB, res.BToA, res.Err
+	switch {
+	case ctx.Err() != nil:
+		result = resultCanceled
+	case err != nil:
+		result = resultRelay
+	}
+}
+
+func (s *Server) dial(ctx context.Context, target string) (net.Conn, error) {
+	if s.Dial == nil {
+		return nil, errNoDial
+	}
+	c, err := s.Dial(ctx, "tcp", target)
+	if err == nil && c == nil {
+		err = errors.New("socks5: Dial returned no connection and no error")
+	}
+	return c, err
+}
+
+// boundAddr is the address to report as BND.ADDR: the local address of a
+// direct TCP connection, or 0.0.0.0:0 when the connection goes through a
+// tunnel and the exit's address is unknown here.
+func boundAddr(c net.Conn) netip.AddrPort {
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
+func (s *Server) handshakeTimeout() time.Duration {
+	if s.HandshakeTimeout > 0 {
+		return s.HandshakeTimeout
+	}
+	return defaultHandshakeTimeout
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
