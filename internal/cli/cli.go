@@ -152,4 +152,3 @@ func Version() string {
 	}
 	return "devel"
 }
-
