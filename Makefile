@@ -1,0 +1,25 @@
+# Names for the everyday commands. The README's test command is `make test`.
+GO ?= go
+
+.PHONY: test check bench fuzz build
+
+build:
+	$(GO) build -o bin/fluidity ./cmd/fluidity
+
+# The full test suite, race detector on: what CI runs.
+test:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l cmd internal); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) test -race -count=1 ./...
+
+check: test
+
+# Performance: separate processes on loopback, each figure beside its baseline
+# from the same run. See docs/performance.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/bench/
+
+# Longer fuzzing of the parsers of untrusted input (CI runs the seed corpora only).
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzReadRequest -fuzztime 60s ./internal/socks5/
+	$(GO) test -run '^$$' -fuzz FuzzLoadYAML -fuzztime 60s ./internal/config/
