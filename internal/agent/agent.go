@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"fluidity/internal/httpproxy"
@@ -52,6 +53,12 @@ type Agent struct {
 	client *tunnel.Client
 	http   *httpproxy.Handler
 	socks  *socks5.Server
+
+	// busy counts HTTP requests being served (a CONNECT tunnel or an
+	// upgraded connection is served until it ends) and SOCKS5 connections.
+	// Shutdown drains on it rather than on the link's streams, which
+	// include idle keep-alive connections to origins.
+	busy atomic.Int64
 }
 
 // New checks cfg and builds an Agent.
@@ -145,7 +152,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 
 	httpLn := newChanListener(ln.Addr())
 	srv := &http.Server{
-		Handler:           a.http,
+		Handler:           http.HandlerFunc(a.serveHTTP),
 		ReadHeaderTimeout: a.cfg.HeaderTimeout,
 		IdleTimeout:       a.cfg.IdleTimeout,
 		MaxHeaderBytes:    a.cfg.MaxHeaderBytes,
@@ -191,7 +198,7 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	srv.Shutdown(sctx) // waits for requests in flight; hijacked tunnels are counted below
-	a.waitStreams(sctx)
+	a.waitIdle(sctx)
 	cancelConns()
 	srv.Close()
 	a.http.Close()
@@ -199,11 +206,19 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	return acceptErr
 }
 
-// waitStreams waits until no tunnel stream is open or ctx ends.
-func (a *Agent) waitStreams(ctx context.Context) {
+// serveHTTP serves one request with the HTTP front-end, counted in busy.
+func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	a.busy.Add(1)
+	defer a.busy.Add(-1)
+	a.http.ServeHTTP(w, r)
+}
+
+// waitIdle waits until no request or SOCKS5 connection is being served, or
+// ctx ends.
+func (a *Agent) waitIdle(ctx context.Context) {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for a.client.Status().Streams > 0 {
+	for a.busy.Load() > 0 {
 		select {
 		case <-ctx.Done():
 			return
@@ -223,6 +238,8 @@ func (a *Agent) serveConn(ctx context.Context, nc net.Conn, httpLn *chanListener
 	}
 	conn.SetReadDeadline(time.Time{})
 	if first == 0x05 {
+		a.busy.Add(1)
+		defer a.busy.Add(-1)
 		a.socks.ServeConn(ctx, conn)
 		return
 	}

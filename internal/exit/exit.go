@@ -204,8 +204,11 @@ func (cc *clientConn) serveStream(ctx context.Context, req *tunnel.Request, st *
 		cc.logStream(req.Authority, start, 0, 0, err)
 		return
 	}
-	res := relay.Pipe(st, target)
-	cc.logStream(req.Authority, start, res.AToB, res.BToA, res.Err)
+	// The target goes first: when the link fails, Pipe closes a, then b,
+	// and closing the stream waits for its writer, which is blocked reading
+	// the target until the target is closed.
+	res := relay.Pipe(target, st)
+	cc.logStream(req.Authority, start, res.BToA, res.AToB, res.Err)
 }
 
 func (s *Server) streamStarted() {

@@ -50,16 +50,18 @@ var (
 // (not resolved), or an IP address, IPv6 in brackets.
 //
 // ReadRequest answers the failures it detects itself: "no acceptable
-// methods" (0xFF) to a greeting without method 0x00 or without methods,
+// methods" (0xFF) to a greeting without method 0x00 or without any method,
 // CommandNotSupported to BIND, UDP ASSOCIATE and unknown commands,
-// AddressTypeNotSupported to an unknown address type and GeneralFailure to
+// AddressTypeNotSupported to an unknown address type, and GeneralFailure to
 // other malformed requests. It answers nothing to a greeting whose version
-// is not 5: that client does not speak SOCKS5. After an error the caller should close the connection without
-// writing anything. On success it has written only the method selection;
-// the caller answers the request with WriteReply.
+// is not 5, as that client does not speak SOCKS5. After an error the caller
+// should close the connection without writing anything. On success it has
+// written only the method selection; the caller answers the request with
+// WriteReply.
 //
-// ReadRequest reads exactly the bytes of the negotiation and request, never
-// more, and allocates nothing that depends on the input's lengths.
+// ReadRequest reads exactly the bytes of the negotiation and the request,
+// never more, into one fixed 255-byte buffer; besides the target it
+// allocates nothing.
 func ReadRequest(rw io.ReadWriter) (target string, err error) {
 	// One buffer serves every read and write: no field is longer.
 	var buf [255]byte

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -63,7 +62,18 @@ func (l *logSink) onlyLine(t *testing.T) map[string]any {
 // until the test ends.
 func serveTCP(t *testing.T, handle func(net.Conn)) net.Listener {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return serveOn(t, "127.0.0.1:0", handle)
+}
+
+// serveTCP6 is serveTCP on the IPv6 loopback address.
+func serveTCP6(t *testing.T, handle func(net.Conn)) net.Listener {
+	t.Helper()
+	return serveOn(t, "[::1]:0", handle)
+}
+
+func serveOn(t *testing.T, addr string, handle func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +123,9 @@ type testProxy struct {
 	wg sync.WaitGroup
 }
 
-// startProxy serves s, whose Dial (if nil) connects to routes[target] or,
-// failing that, to the target itself.
+// startProxy serves s. If s.Dial is nil and routes is not, it installs a
+// Dial that records the target and connects to routes[target] or, failing
+// that, to the target itself.
 func startProxy(t *testing.T, s *Server, routes map[string]string) *testProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -124,7 +135,7 @@ func startProxy(t *testing.T, s *Server, routes map[string]string) *testProxy {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &testProxy{addr: ln.Addr().String(), logs: &logSink{}, cancel: cancel, ln: ln}
 	s.Logger = slog.New(slog.NewJSONHandler(p.logs, nil))
-	if s.Dial == nil {
+	if s.Dial == nil && routes != nil {
 		s.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			p.mu.Lock()
 			p.dialed = append(p.dialed, addr)
@@ -239,28 +250,19 @@ func TestServeConnWithAnIndependentClient(t *testing.T) {
 	}
 	cd := d.(proxy.ContextDialer)
 
-	addrs := []string{"echo.test:7", target.Addr().String()}
-	if ln6, err := net.Listen("tcp", "[::1]:0"); err == nil {
-		t.Cleanup(func() { ln6.Close() })
-		var wg sync.WaitGroup
-		t.Cleanup(wg.Wait)
-		wg.Go(func() {
-			for {
-				c, err := ln6.Accept()
-				if err != nil {
-					return
-				}
-				wg.Go(func() {
-					defer c.Close()
-					echo(c)
-				})
-			}
-		})
-		addrs = append(addrs, ln6.Addr().String())
+	cases := []struct{ name, addr string }{
+		{"a domain name", "echo.test:7"},
+		{"an IPv4 literal", target.Addr().String()},
 	}
-	for _, addr := range addrs {
-		t.Run(addr, func(t *testing.T) {
-			c, err := cd.DialContext(context.Background(), "tcp", addr)
+	if ln6, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		ln6.Close() // only to learn that IPv6 loopback works
+		cases = append(cases, struct{ name, addr string }{"an IPv6 literal", serveTCP6(t, echo).Addr().String()})
+	}
+	var addrs []string
+	for _, tc := range cases {
+		addrs = append(addrs, tc.addr)
+		t.Run(tc.name+" is relayed", func(t *testing.T) {
+			c, err := cd.DialContext(context.Background(), "tcp", tc.addr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -300,13 +302,8 @@ func TestServeConnAnswersDialFailures(t *testing.T) {
 			s := &Server{}
 			if tt.err != nil {
 				s.Dial = func(context.Context, string, string) (net.Conn, error) { return nil, tt.err }
-			} else {
-				s.Dial = nil
 			}
 			p := startProxy(t, s, nil)
-			if tt.err == nil {
-				s.Dial = nil // startProxy installs a default; take it away
-			}
 			c := dialProxy(t, p.addr)
 			if _, err := c.Write(cat(greeting, req(1, 3, domain("example.com"), 443))); err != nil {
 				t.Fatal(err)
@@ -325,7 +322,7 @@ func TestServeConnAnswersDialFailures(t *testing.T) {
 }
 
 func TestServeConnRefusesBadRequests(t *testing.T) {
-	p := startProxy(t, &Server{}, nil)
+	p := startProxy(t, &Server{}, map[string]string{})
 	c := dialProxy(t, p.addr)
 	if _, err := c.Write(cat(greeting, req(3, 1, []byte{0, 0, 0, 0}, 0))); err != nil {
 		t.Fatal(err)
@@ -430,7 +427,7 @@ func TestServeConnHandshakeTimeout(t *testing.T) {
 
 func TestServeConnCancelClosesTheClient(t *testing.T) {
 	target := serveTCP(t, echo)
-	p := startProxy(t, &Server{}, nil)
+	p := startProxy(t, &Server{}, map[string]string{})
 	c := dialProxy(t, p.addr)
 	ap := netip.MustParseAddrPort(target.Addr().String())
 	if _, err := c.Write(cat(greeting, req(1, 1, ap.Addr().AsSlice(), ap.Port()), []byte("x"))); err != nil {
@@ -468,5 +465,4 @@ func TestBoundAddr(t *testing.T) {
 	if got := boundAddr(a); got.IsValid() {
 		t.Errorf("bound %s for a non-TCP connection, want none", got)
 	}
-	_ = strconv.Itoa
 }

@@ -325,3 +325,54 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestCloseDoesNotWaitForAWriterBlockedOnItsSource(t *testing.T) {
+	p := newPair(t, Config{}, Config{}, nil)
+	cs, ss := p.dial(t)
+	defer ss.Close()
+	// An idle TCP source: ReadFrom waits for it to become readable.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	src, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	readFromDone := make(chan error, 1)
+	go func() {
+		_, err := cs.ReadFrom(src)
+		readFromDone <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // let ReadFrom block on the idle source
+	closed := make(chan struct{})
+	go func() {
+		cs.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close blocked behind a writer waiting on its source")
+	}
+	// The server side sees a clean end of stream.
+	if _, err := io.ReadAll(ss); err != nil {
+		t.Fatalf("server read after client Close: %v", err)
+	}
+	// Once the source speaks or closes, the writer returns with an error.
+	src.Close()
+	select {
+	case err := <-readFromDone:
+		if err == nil {
+			t.Fatal("ReadFrom on a closed stream returned nil")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("ReadFrom did not return after its source closed")
+	}
+}

@@ -34,7 +34,7 @@ type Stream struct {
 	respHeader  http.Header // client: written before resp is closed
 
 	rmu sync.Mutex // serializes readers (Read, WriteTo)
-	wmu sync.Mutex // serializes writers (Write, ReadFrom, CloseWrite, respond)
+	wmu sync.Mutex // serializes writers (Write, ReadFrom, respond); Close and CloseWrite never take it
 
 	// Guarded by c.mu.
 	sendWindow int64
@@ -335,65 +335,70 @@ func (s *Stream) sendErr() error {
 
 var errWriteAfterCloseWrite = errors.New("tunnel: write after CloseWrite")
 
-// awaitCredit waits for send credit and takes up to want bytes of it.
-func (s *Stream) awaitCredit(want int) (int, error) {
+// queueFrame waits for send credit, takes up to len(p) bytes of it and
+// queues one DATA frame carrying that much of p. Credit check and queueing
+// happen under c.mu, the same lock CloseWrite takes to queue END_STREAM, so
+// no DATA can ever follow END_STREAM.
+func (s *Stream) queueFrame(p []byte) (*outFrame, error) {
 	c := s.c
 	for {
 		if err := s.sendErr(); err != nil {
-			return 0, err
+			return nil, err
 		}
 		if s.wdl.passed() {
-			return 0, os.ErrDeadlineExceeded
+			return nil, os.ErrDeadlineExceeded
 		}
 		c.mu.Lock()
 		if c.err != nil {
 			c.mu.Unlock()
-			return 0, ErrLinkClosed
+			return nil, ErrLinkClosed
 		}
 		if s.sendDone {
 			c.mu.Unlock()
-			return 0, errWriteAfterCloseWrite
+			return nil, errWriteAfterCloseWrite
 		}
-		n := min(int64(want), int64(c.peerMaxFrame.Load()), int64(c.cfg.MaxFrameSize), s.sendWindow, c.sendWindow)
+		n := min(int64(len(p)), int64(c.peerMaxFrame.Load()), int64(c.cfg.MaxFrameSize), s.sendWindow, c.sendWindow)
 		if n > 0 {
 			s.sendWindow -= n
 			c.sendWindow -= n
+			f := &outFrame{kind: frameData, stream: s, data: p[:n], done: make(chan struct{})}
+			c.queueData(f)
 			c.mu.Unlock()
-			return int(n), nil
+			s.sent.Add(n)
+			return f, nil
 		}
 		wake := c.sendWake
 		c.mu.Unlock()
 		select {
 		case <-wake:
 		case <-s.wdl.done():
-			return 0, os.ErrDeadlineExceeded
+			return nil, os.ErrDeadlineExceeded
 		case <-c.done:
-			return 0, ErrLinkClosed
+			return nil, ErrLinkClosed
 		}
 	}
 }
 
-// sendFrames sends p as DATA frames without copying it and returns once
-// the last frame has been handed to the connection's writer. When wait is
-// false it returns the last frame unwaited, so the caller can fill its next
-// buffer while this one is written.
+// sendFrames sends p as DATA frames without copying it. With wait set it
+// returns once the last frame has been handed to the connection's writer;
+// otherwise it returns the last frame unwaited, so the caller can fill its
+// next buffer while this one is written, and must wait for it before
+// reusing p.
 func (s *Stream) sendFrames(p []byte, wait bool) (int, *outFrame, error) {
 	n := 0
 	var last *outFrame
 	for n < len(p) {
-		k, err := s.awaitCredit(len(p) - n)
-		if err != nil {
-			return n, nil, err
-		}
 		if last != nil {
 			if err := s.waitFrame(last); err != nil {
 				return n, nil, err
 			}
 		}
-		last = &outFrame{kind: frameData, stream: s, data: p[n : n+k], done: make(chan struct{})}
-		s.c.queueData(last)
-		s.sent.Add(int64(k))
-		n += k
+		f, err := s.queueFrame(p[n:])
+		if err != nil {
+			return n, nil, err
+		}
+		last = f
+		n += len(f.data)
 	}
 	if wait && last != nil {
 		return n, nil, s.waitFrame(last)
@@ -494,14 +499,9 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-// CloseWrite sends END_STREAM: the peer reads EOF after the data sent so far.
+// CloseWrite sends END_STREAM: the peer reads EOF after the data sent so
+// far. It never waits for a writer blocked on its source.
 func (s *Stream) CloseWrite() error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	return s.closeWriteLocked()
-}
-
-func (s *Stream) closeWriteLocked() error {
 	c := s.c
 	c.mu.Lock()
 	if s.sendDone {
@@ -509,11 +509,13 @@ func (s *Stream) closeWriteLocked() error {
 		return nil
 	}
 	s.sendDone = true
+	if !s.resetSent.Load() {
+		c.queueData(&outFrame{kind: frameData, stream: s, end: true})
+	}
 	c.mu.Unlock()
 	if s.resetSent.Load() {
 		return ErrStreamReset
 	}
-	c.queueData(&outFrame{kind: frameData, stream: s, end: true})
 	s.maybeFinish()
 	return nil
 }
@@ -552,9 +554,7 @@ func (s *Stream) Close() error {
 	case unread:
 		c.resetStream(s, http2.ErrCodeCancel, net.ErrClosed)
 	default:
-		s.wmu.Lock()
-		s.closeWriteLocked()
-		s.wmu.Unlock()
+		s.CloseWrite()
 		if !eof {
 			t := time.AfterFunc(lingerTimeout, func() {
 				c.resetStream(s, http2.ErrCodeCancel, net.ErrClosed)
@@ -608,7 +608,7 @@ func (s *Stream) respond(status int, h http.Header, body string) error {
 	if _, _, err := s.sendFrames([]byte(body), true); err != nil {
 		return err
 	}
-	return s.closeWriteLocked()
+	return s.CloseWrite()
 }
 
 // Status is the response status (client streams).

@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestUpRunsBothSidesAndReusesCertificates runs 'fluidity up' as a user
+// would: it prints the proxy address and a curl example, carries a request,
+// stops cleanly on Ctrl-C, and a second run keeps the certificates of the
+// first.
+func TestUpRunsBothSidesAndReusesCertificates(t *testing.T) {
+	origin := newOrigin(t)
+	stateDir := filepath.Join(t.TempDir(), "state")
+
+	runUp := func(t *testing.T) {
+		t.Helper()
+		up, addr := startReady(t, "up", agentReady, func(addr string) []string {
+			return []string{"up", "--state-dir", stateDir, "--listen", addr, "--log-level", "debug"}
+		})
+		out := up.stdout.String()
+		for _, want := range []string{"local proxy on " + addr, "curl -x http://" + addr, "--socks5-hostname " + addr} {
+			if !strings.Contains(out, want) {
+				t.Errorf("up printed %q, want it to contain %q", out, want)
+			}
+		}
+		waitLinkUp(t, up, 1)
+		res := mustCurl(t, curlOpts{}, "-x", "http://"+addr, origin.URL+"/hello")
+		if res.stdout != "hello\n" {
+			t.Fatalf("curl through up got %q", res.stdout)
+		}
+		stopAt := time.Now()
+		up.signal(t, syscall.SIGINT)
+		if code := up.waitExit(t, 3*time.Second); code != 0 {
+			t.Fatalf("up exited with status %d after SIGINT, want 0", code)
+		}
+		t.Logf("up stopped %v after SIGINT", time.Since(stopAt).Round(time.Millisecond))
+	}
+
+	runUp(t)
+	before := readDir(t, filepath.Join(stateDir, "certs"))
+	if len(before) < 6 {
+		t.Fatalf("first run left %d files in the state directory, want the CA, server and client files", len(before))
+	}
+	runUp(t)
+	after := readDir(t, filepath.Join(stateDir, "certs"))
+	if len(after) != len(before) {
+		t.Fatalf("second run changed the certificate files: %d before, %d after", len(before), len(after))
+	}
+	for name, data := range before {
+		if !bytes.Equal(after[name], data) {
+			t.Errorf("second run changed %s", name)
+		}
+	}
+}
+
+// readDir returns the contents of every file in dir by name.
+func readDir(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = data
+	}
+	return files
+}
+
+// TestAgentStopsPromptlyOnInterrupt checks that Ctrl-C stops an agent at
+// once when nothing is in progress, even though its keep-alive connection to
+// the origin of an earlier request is still open through the tunnel.
+func TestAgentStopsPromptlyOnInterrupt(t *testing.T) {
+	tp := startPair(t)
+	origin := newOrigin(t)
+	mustCurl(t, curlOpts{}, "-x", "http://"+tp.agentAddr, origin.URL+"/hello")
+	stopAt := time.Now()
+	tp.agent.signal(t, syscall.SIGINT)
+	if code := tp.agent.waitExit(t, 3*time.Second); code != 0 {
+		t.Fatalf("agent exited with status %d after SIGINT, want 0", code)
+	}
+	t.Logf("agent stopped %v after SIGINT", time.Since(stopAt).Round(time.Millisecond))
+}
