@@ -47,6 +47,12 @@ type Config struct {
 	// Tunnel tunes the HTTP/2 connections. If Tunnel.PingInterval is zero,
 	// 30s is used, so connections from vanished agents are closed.
 	Tunnel tunnel.Config
+	// Authorize, if set, checks every CONNECT request before anything is
+	// dialed. client is the client certificate's name and header the
+	// request's header fields. It returns the identity to log, or an error
+	// that may carry StatusCode() and ProxyStatus(): 407 asks for
+	// credentials, 403 refuses them, 503 says the check itself failed.
+	Authorize func(ctx context.Context, client string, header http.Header) (identity string, err error)
 	// Logger receives one line per stream and per failed handshake. Nil
 	// discards.
 	Logger *slog.Logger
@@ -190,25 +196,49 @@ type clientConn struct {
 // serveStream serves one HTTP/2 CONNECT stream.
 func (cc *clientConn) serveStream(ctx context.Context, req *tunnel.Request, st *tunnel.Stream) {
 	start := time.Now()
+	identity, err := cc.authorize(ctx, req.Header)
+	if err != nil {
+		status, typ := classify(err, http.StatusForbidden)
+		st.RejectWith(status, authHeader(status), typ, err.Error())
+		cc.logStream(req.Authority, identity, start, 0, 0, err)
+		return
+	}
 	target, err := cc.dial(ctx, req.Authority)
 	if err != nil {
-		status, typ := classify(err)
+		status, typ := classify(err, http.StatusBadGateway)
 		st.Reject(status, typ, err.Error())
-		cc.logStream(req.Authority, start, 0, 0, err)
+		cc.logStream(req.Authority, identity, start, 0, 0, err)
 		return
 	}
 	cc.s.streamStarted()
 	defer cc.s.streamEnded()
 	if err := st.Accept(); err != nil {
 		target.Close()
-		cc.logStream(req.Authority, start, 0, 0, err)
+		cc.logStream(req.Authority, identity, start, 0, 0, err)
 		return
 	}
-	// The target goes first: when the link fails, Pipe closes a, then b,
-	// and closing the stream waits for its writer, which is blocked reading
-	// the target until the target is closed.
+	// The target goes first: when the link dies, closing the target is
+	// what unblocks the copy that reads from it.
 	res := relay.Pipe(target, st)
-	cc.logStream(req.Authority, start, res.BToA, res.AToB, res.Err)
+	cc.logStream(req.Authority, identity, start, res.BToA, res.AToB, res.Err)
+}
+
+// authorize runs Config.Authorize, if any. Without it, the identity is the
+// client certificate's name.
+func (cc *clientConn) authorize(ctx context.Context, h http.Header) (string, error) {
+	if cc.s.cfg.Authorize == nil {
+		return "", nil
+	}
+	return cc.s.cfg.Authorize(ctx, cc.identity, h)
+}
+
+// authHeader is the header a refusal carries: a 407 says how to
+// authenticate (RFC 9110 §11.7.1).
+func authHeader(status int) http.Header {
+	if status == http.StatusProxyAuthRequired {
+		return http.Header{"Proxy-Authenticate": {`Bearer realm="fluidity"`}}
+	}
+	return nil
 }
 
 func (s *Server) streamStarted() {
@@ -230,8 +260,11 @@ func (cc *clientConn) dial(ctx context.Context, authority string) (net.Conn, err
 
 // classify maps a dial error to an HTTP status and RFC 9209 error type,
 // using the methods the egress dialer's errors carry.
-func classify(err error) (int, string) {
-	status, typ := http.StatusBadGateway, "destination_unavailable"
+func classify(err error, defaultStatus int) (int, string) {
+	status, typ := defaultStatus, "destination_unavailable"
+	if defaultStatus == http.StatusForbidden {
+		typ = "http_request_denied"
+	}
 	var sc interface{ StatusCode() int }
 	if errors.As(err, &sc) {
 		status = sc.StatusCode()
@@ -246,7 +279,7 @@ func classify(err error) (int, string) {
 }
 
 // logStream writes the one line a stream gets when it ends.
-func (cc *clientConn) logStream(target string, start time.Time, up, down int64, err error) {
+func (cc *clientConn) logStream(target, identity string, start time.Time, up, down int64, err error) {
 	result := "ok"
 	level := slog.LevelInfo
 	if err != nil {
@@ -255,6 +288,7 @@ func (cc *clientConn) logStream(target string, start time.Time, up, down int64, 
 	}
 	cc.s.log.Log(context.Background(), level, "stream",
 		"client", cc.identity,
+		"identity", identity,
 		"remote", cc.remote,
 		"target", target,
 		"up", up,

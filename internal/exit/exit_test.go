@@ -308,3 +308,73 @@ func waitLog(t *testing.T, logs *syncBuffer, want string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// authErr is what an authorizer returns: a status and a reason.
+type authErr struct{ status int }
+
+func (e authErr) Error() string       { return "bearer token required" }
+func (e authErr) StatusCode() int     { return e.status }
+func (e authErr) ProxyStatus() string { return "http_request_denied" }
+
+func TestAuthorizeRunsBeforeTheDial(t *testing.T) {
+	f := startExit(t, false, func(c *Config) {
+		c.Authorize = func(ctx context.Context, client string, h http.Header) (string, error) {
+			switch h.Get("Proxy-Authorization") {
+			case "Bearer good":
+				return "arn:aws:iam::123456789012:role/agent", nil
+			case "Bearer other":
+				return "", authErr{http.StatusForbidden}
+			}
+			return "", authErr{http.StatusProxyAuthRequired}
+		}
+	})
+	tr := &http2.Transport{TLSClientConfig: f.clientTLS(t, "h2"), DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+		return (&tls.Dialer{Config: cfg}).DialContext(ctx, network, f.addr)
+	}}
+	defer tr.CloseIdleConnections()
+	connect := func(token string) *http.Response {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest(http.MethodConnect, "https://"+f.addr, pr)
+		req.Host = f.echo
+		if token != "" {
+			req.Header.Set("Proxy-Authorization", "Bearer "+token)
+		}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw.Close()
+		return resp
+	}
+	resp := connect("")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusProxyAuthRequired || resp.Header.Get("Proxy-Authenticate") == "" {
+		t.Fatalf("no token: %d, Proxy-Authenticate %q", resp.StatusCode, resp.Header.Get("Proxy-Authenticate"))
+	}
+	resp = connect("other")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("refused identity: %d, want 403", resp.StatusCode)
+	}
+	resp = connect("good")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("good token: %d, want 200", resp.StatusCode)
+	}
+	waitLog(t, f.logs, `identity=arn:aws:iam::123456789012:role/agent`)
+
+	// HTTP/1.1 CONNECT gets the same answer.
+	c, err := tls.Dial("tcp", f.addr, f.clientTLS(t, "http/1.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "CONNECT "+f.echo+" HTTP/1.1\r\n\r\n")
+	r1, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.StatusCode != http.StatusProxyAuthRequired || r1.Header.Get("Proxy-Authenticate") == "" {
+		t.Fatalf("HTTP/1.1 without token: %d %v", r1.StatusCode, r1.Header)
+	}
+}

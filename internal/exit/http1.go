@@ -31,48 +31,55 @@ func (cc *clientConn) serveHTTP1(ctx context.Context, tc *tls.Conn) {
 	if err != nil {
 		switch {
 		case lr.N == 0:
-			writeHTTP1Error(tc, http.StatusRequestHeaderFieldsTooLarge, "http_request_error",
+			writeHTTP1Error(tc, http.StatusRequestHeaderFieldsTooLarge, nil, "http_request_error",
 				fmt.Sprintf("request header exceeds %d bytes", cc.s.cfg.MaxHeaderBytes))
 		case errors.Is(err, io.EOF):
 		default:
 			var ne net.Error
 			if !(errors.As(err, &ne) && ne.Timeout()) {
-				writeHTTP1Error(tc, http.StatusBadRequest, "http_request_error", "malformed request: "+err.Error())
+				writeHTTP1Error(tc, http.StatusBadRequest, nil, "http_request_error", "malformed request: "+err.Error())
 			}
 		}
 		cc.s.log.Warn("bad request", "client", cc.identity, "remote", cc.remote, "err", err)
 		return
 	}
 	if req.Method != http.MethodConnect {
-		writeHTTP1Error(tc, http.StatusMethodNotAllowed, "http_request_denied", "this is a CONNECT proxy: only CONNECT is served")
-		cc.logStream(req.Host, start, 0, 0, fmt.Errorf("method %s not allowed", req.Method))
+		writeHTTP1Error(tc, http.StatusMethodNotAllowed, nil, "http_request_denied", "this is a CONNECT proxy: only CONNECT is served")
+		cc.logStream(req.Host, "", start, 0, 0, fmt.Errorf("method %s not allowed", req.Method))
 		return
 	}
 	authority := req.Host
 	if _, port, err := net.SplitHostPort(authority); err != nil || port == "" {
-		writeHTTP1Error(tc, http.StatusBadRequest, "http_request_error", fmt.Sprintf("bad CONNECT authority %q: want host:port", authority))
-		cc.logStream(authority, start, 0, 0, errors.New("bad authority"))
+		writeHTTP1Error(tc, http.StatusBadRequest, nil, "http_request_error", fmt.Sprintf("bad CONNECT authority %q: want host:port", authority))
+		cc.logStream(authority, "", start, 0, 0, errors.New("bad authority"))
+		return
+	}
+	identity, err := cc.authorize(ctx, req.Header)
+	if err != nil {
+		status, typ := classify(err, http.StatusForbidden)
+		writeHTTP1Error(tc, status, authHeader(status), typ, err.Error())
+		cc.logStream(authority, identity, start, 0, 0, err)
 		return
 	}
 	target, err := cc.dial(ctx, authority)
 	if err != nil {
-		status, typ := classify(err)
-		writeHTTP1Error(tc, status, typ, err.Error())
-		cc.logStream(authority, start, 0, 0, err)
+		status, typ := classify(err, http.StatusBadGateway)
+		writeHTTP1Error(tc, status, nil, typ, err.Error())
+		cc.logStream(authority, identity, start, 0, 0, err)
 		return
 	}
 	cc.s.streamStarted()
 	defer cc.s.streamEnded()
 	if _, err := io.WriteString(tc, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		target.Close()
-		cc.logStream(authority, start, 0, 0, err)
+		cc.logStream(authority, identity, start, 0, 0, err)
 		return
 	}
 	tc.SetReadDeadline(time.Time{})
 	// Bytes the client sent after the request header are already in br.
 	client := &bufferedConn{Conn: tc, r: io.MultiReader(io.LimitReader(br, int64(br.Buffered())), tc)}
 	res := relay.Pipe(client, target)
-	cc.logStream(authority, start, res.AToB, res.BToA, res.Err)
+	cc.logStream(authority, identity, start, res.AToB, res.BToA, res.Err)
 }
 
 // bufferedConn reads from r (buffered bytes, then the connection).
@@ -83,8 +90,14 @@ type bufferedConn struct {
 
 func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-func writeHTTP1Error(w io.Writer, status int, errType, details string) {
+func writeHTTP1Error(w io.Writer, status int, h http.Header, errType, details string) {
 	body := details + "\n"
-	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nProxy-Status: %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		status, http.StatusText(status), strings.ReplaceAll(tunnel.FormatProxyStatus(errType, details), "\n", " "), len(body), body)
+	var extra strings.Builder
+	for k, vs := range h {
+		for _, v := range vs {
+			fmt.Fprintf(&extra, "%s: %s\r\n", k, v)
+		}
+	}
+	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nProxy-Status: %s\r\n%sContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		status, http.StatusText(status), strings.ReplaceAll(tunnel.FormatProxyStatus(errType, details), "\n", " "), extra.String(), len(body), body)
 }

@@ -579,9 +579,17 @@ func (s *Stream) Accept() error {
 // Reject answers with status, an RFC 9209 Proxy-Status header carrying
 // errType and details, and details as a plain-text body.
 func (s *Stream) Reject(status int, errType, details string) error {
+	return s.RejectWith(status, nil, errType, details)
+}
+
+// RejectWith is Reject with extra response header fields.
+func (s *Stream) RejectWith(status int, extra http.Header, errType, details string) error {
 	h := http.Header{
 		"Proxy-Status": {FormatProxyStatus(errType, details)},
 		"Content-Type": {"text/plain; charset=utf-8"},
+	}
+	for k, vs := range extra {
+		h[k] = vs
 	}
 	return s.respond(status, h, details+"\n")
 }
