@@ -5,10 +5,12 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -237,15 +239,64 @@ func (a *Agent) serveConn(ctx context.Context, nc net.Conn, httpLn *chanListener
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
-	if first == 0x05 {
+	switch first {
+	case 0x05:
 		a.busy.Add(1)
 		defer a.busy.Add(-1)
 		a.socks.ServeConn(ctx, conn)
 		return
+	case 'C':
+		// Most tunnels begin with CONNECT: serve those on the bare socket,
+		// without an HTTP server's buffers and goroutine hand-offs.
+		if conn = a.serveLeadingConnect(conn); conn == nil {
+			return
+		}
 	}
 	if !httpLn.deliver(conn) {
 		conn.Close()
 	}
+}
+
+// serveLeadingConnect reads the first request head. A CONNECT is served
+// here and nil returned; anything else (another method starting with C, a
+// malformed request) comes back as a connection that replays the bytes read,
+// for the HTTP server to handle.
+func (a *Agent) serveLeadingConnect(conn net.Conn) net.Conn {
+	conn.SetReadDeadline(time.Now().Add(a.cfg.HeaderTimeout))
+	rec := &recorder{r: io.LimitReader(conn, int64(a.cfg.MaxHeaderBytes))}
+	br := bufio.NewReaderSize(rec, 4<<10)
+	req, err := http.ReadRequest(br)
+	if err != nil || req.Method != http.MethodConnect {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			conn.Close()
+			return nil
+		}
+		conn.SetReadDeadline(time.Time{})
+		return &prefixConn{Conn: conn, prefix: rec.buf}
+	}
+	conn.SetReadDeadline(time.Time{})
+	var early []byte
+	if n := br.Buffered(); n > 0 {
+		early, _ = br.Peek(n)
+	}
+	req.RemoteAddr = conn.RemoteAddr().String()
+	a.busy.Add(1)
+	defer a.busy.Add(-1)
+	a.http.ServeConnect(conn, req, early)
+	return nil
+}
+
+// recorder keeps a copy of what is read through it.
+type recorder struct {
+	r   io.Reader
+	buf []byte
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.buf = append(r.buf, p[:n]...)
+	return n, err
 }
 
 // chanListener is a net.Listener fed by the first-byte demultiplexer.

@@ -276,3 +276,40 @@ func TestShutdownDrainsOpenTunnels(t *testing.T) {
 		t.Fatal("agent did not stop after the last tunnel ended")
 	}
 }
+
+func TestRequestsThatOnlyLookLikeConnectReachTheHTTPProxy(t *testing.T) {
+	agentAddr, _ := startPair(t, false, 5*time.Second)
+	origin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Method+" "+r.URL.Path)
+	})}
+	oln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go origin.Serve(oln)
+	defer origin.Close()
+	for _, tc := range []struct {
+		name, req string
+		status    int
+		body      string
+	}{
+		{"a COPY request is forwarded", "COPY http://" + oln.Addr().String() + "/doc HTTP/1.1\r\nHost: " + oln.Addr().String() + "\r\n\r\n", 200, "COPY /doc"},
+		{"garbage starting with C gets 400", "C\x00\x01 nonsense\r\n\r\n", 400, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", agentAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tc.req)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || (tc.body != "" && string(body) != tc.body) {
+				t.Fatalf("got %d %q", resp.StatusCode, body)
+			}
+		})
+	}
+}

@@ -152,7 +152,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // hardCtx when it must stop now.
 func (s *Server) serveConn(ctx, hardCtx context.Context, nc net.Conn) {
 	defer s.wg.Done()
-	tc := tls.Server(nc, s.cfg.TLS)
+	tc := tls.Server(tunnel.NewBufferedConn(nc), s.cfg.TLS)
 	hctx, cancel := context.WithTimeout(hardCtx, s.cfg.HandshakeTimeout)
 	err := tc.HandshakeContext(hctx)
 	cancel()

@@ -8,15 +8,84 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"fluidity/internal/relay"
 )
 
 const connectEstablished = "HTTP/1.1 200 Connection established\r\n\r\n"
 
-// serveConnect dials the CONNECT target, takes over the client connection and
-// relays it to the tunnel stream until both directions end.
+// serveConnect serves a CONNECT request that came through net/http.
 func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
+	h.connect(r, &hijackResponder{w: w})
+}
+
+// ServeConnect serves a CONNECT request that the caller read from conn
+// itself, before any HTTP server took the connection: the answer goes
+// straight to conn, and conn (a bare TCP connection, ideally) is relayed to
+// the target, with no HTTP server buffers kept for the tunnel's lifetime.
+// early holds bytes the client sent after the request head. ServeConnect
+// closes conn. r.RemoteAddr should be set for the log line.
+func (h *Handler) ServeConnect(conn net.Conn, r *http.Request, early []byte) {
+	h.init()
+	defer conn.Close()
+	h.connect(r, &rawResponder{conn: conn, early: early})
+}
+
+// responder is how a CONNECT is answered: an error response, or the client
+// connection taken over for relaying, with any bytes it already sent.
+type responder interface {
+	fail(status int, errType, body string)
+	takeOver() (client net.Conn, early []byte, err error)
+}
+
+type hijackResponder struct{ w http.ResponseWriter }
+
+func (hr *hijackResponder) fail(status int, errType, body string) {
+	writeError(hr.w, status, errType, body)
+}
+
+func (hr *hijackResponder) takeOver() (net.Conn, []byte, error) {
+	client, brw, err := http.NewResponseController(hr.w).Hijack()
+	if err != nil {
+		if !errors.Is(err, http.ErrHijacked) {
+			writeError(hr.w, http.StatusInternalServerError, "", "fluidity: CONNECT is not supported on this connection")
+		}
+		return nil, nil, err
+	}
+	// Bytes the client sent right after its request (a TLS ClientHello,
+	// often) may already sit in the server's read buffer.
+	var early []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ = brw.Reader.Peek(n)
+	}
+	return client, early, nil
+}
+
+type rawResponder struct {
+	conn  net.Conn
+	early []byte
+}
+
+func (rr *rawResponder) fail(status int, errType, body string) {
+	resp := &http.Response{
+		StatusCode: status, ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "X-Content-Type-Options": {"nosniff"}},
+		ContentLength: int64(len(body) + 1),
+		Body:          io.NopCloser(strings.NewReader(body + "\n")),
+		Close:         true,
+	}
+	if errType != "" {
+		resp.Header.Set("Proxy-Status", formatProxyStatus(errType, body))
+	}
+	resp.Write(rr.conn)
+}
+
+func (rr *rawResponder) takeOver() (net.Conn, []byte, error) { return rr.conn, rr.early, nil }
+
+// connect dials the CONNECT target, takes over the client connection and
+// relays it to the tunnel stream until both directions end.
+func (h *Handler) connect(r *http.Request, resp responder) {
 	x := newExchange(r, r.URL.Host)
 	defer x.logEnd(h.log, "stream")
 
@@ -24,11 +93,11 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		x.setStatus(http.StatusBadRequest)
 		x.fail(err)
-		writeError(w, http.StatusBadRequest, "", "fluidity: "+err.Error())
+		resp.fail(http.StatusBadRequest, "", "fluidity: "+err.Error())
 		return
 	}
 	if !h.begin() {
-		h.connectError(w, x, errClosed)
+		h.connectError(resp, x, errClosed)
 		return
 	}
 	defer h.active.Done()
@@ -40,17 +109,14 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 		if h.isClosed() {
 			err = errClosed
 		}
-		h.connectError(w, x, err)
+		h.connectError(resp, x, err)
 		return
 	}
-	client, brw, err := http.NewResponseController(w).Hijack()
+	client, early, err := resp.takeOver()
 	if err != nil {
 		up.Close()
 		x.setStatus(http.StatusInternalServerError)
 		x.fail(fmt.Errorf("take over client connection: %w", err))
-		if !errors.Is(err, http.ErrHijacked) {
-			writeError(w, http.StatusInternalServerError, "", "fluidity: CONNECT is not supported on this connection")
-		}
 		return
 	}
 	// From here on the connections are ours; Close or the end of the
@@ -68,10 +134,7 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 		x.fail(fmt.Errorf("write to client: %w", err))
 		return
 	}
-	// Bytes the client sent right after its request (a TLS ClientHello,
-	// often) may already sit in the server's read buffer.
-	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ := brw.Reader.Peek(n)
+	if len(early) > 0 {
 		m, err := up.Write(early)
 		x.up.Add(int64(m))
 		if err != nil {
@@ -93,11 +156,11 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 }
 
 // connectError answers a CONNECT request that could not be served.
-func (h *Handler) connectError(w http.ResponseWriter, x *exchange, err error) {
+func (h *Handler) connectError(resp responder, x *exchange, err error) {
 	status, errType := classify(err)
 	x.setStatus(status)
 	x.fail(err)
-	writeError(w, status, errType, fmt.Sprintf("fluidity: cannot reach %s: %v", x.target, err))
+	resp.fail(status, errType, fmt.Sprintf("fluidity: cannot reach %s: %v", x.target, err))
 }
 
 // parseAuthority checks a CONNECT authority ("host:port", a numeric port

@@ -14,10 +14,12 @@ import (
 )
 
 // Upstream keep-alive limits. Every idle upstream connection is an open
-// tunnel stream, so the pool is kept small and short-lived.
+// tunnel stream (some 20 KB across agent and exit), so the pool is bounded
+// and short-lived, but large enough that many clients of one site reuse
+// streams instead of opening a new one per request.
 const (
-	maxIdleConns        = 64
-	maxIdleConnsPerHost = 8
+	maxIdleConns        = 256
+	maxIdleConnsPerHost = 64
 	idleConnTimeout     = 60 * time.Second
 )
 

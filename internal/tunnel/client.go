@@ -226,7 +226,7 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial exit %s: %w", c.cfg.Addr, err)
 	}
-	tc := tls.Client(raw, c.cfg.TLS)
+	tc := tls.Client(NewBufferedConn(raw), c.cfg.TLS)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("dial exit %s: tls handshake: %w", c.cfg.Addr, err)

@@ -118,10 +118,12 @@ type Conn struct {
 	recvUnacked int64 // connection-level bytes received, not yet given back
 
 	// Owned by writeLoop.
-	bw   *bufio.Writer
-	wfr  *http2.Framer
-	henc *hpack.Encoder
-	hbuf bytes.Buffer
+	batch    *bufferedConn // beneath TLS, if the caller used NewBufferedConn; nil otherwise
+	bw       *bufio.Writer
+	wfr      *http2.Framer
+	henc     *hpack.Encoder
+	hbuf     bytes.Buffer
+	batching bool // a batch is open on batch
 
 	// Read by writeLoop, set by readLoop.
 	peerMaxFrame  atomic.Uint32
@@ -189,6 +191,7 @@ func newConn(nc net.Conn, isServer bool, cfg Config) (*Conn, error) {
 	c.fr.MaxHeaderListSize = uint32(cfg.MaxHeaderBytes)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.bw = bufio.NewWriterSize(nc, 64<<10)
+	c.batch = batcherOf(nc)
 	c.wfr = http2.NewFramer(c.bw, nil)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	return c, nil
@@ -352,6 +355,11 @@ func (c *Conn) fail(err error) {
 	c.idleWake = make(chan struct{})
 	c.mu.Unlock()
 	close(c.done)
+	if !errors.Is(err, errClosedLocally) {
+		// A dead peer: close the socket beneath TLS first, so closing TLS
+		// does not wait to send close_notify into a connection that is stuck.
+		rawConn(c.nc).Close()
+	}
 	c.nc.Close()
 	streamErr := err
 	if errors.Is(err, errClosedLocally) {
@@ -482,12 +490,10 @@ func (c *Conn) writeLoop() {
 		data, c.data = c.data, data[:0]
 		c.wmu.Unlock()
 		if len(ctrl) == 0 && len(data) == 0 {
-			if c.bw.Buffered() > 0 {
-				if err := c.bw.Flush(); err != nil {
-					c.fail(fmt.Errorf("write: %w", err))
-					c.drain(nil, nil)
-					return
-				}
+			if err := c.flush(); err != nil {
+				c.fail(fmt.Errorf("write: %w", err))
+				c.drain(nil, nil)
+				return
 			}
 			select {
 			case <-c.wake:
@@ -496,6 +502,10 @@ func (c *Conn) writeLoop() {
 				c.drain(nil, nil)
 				return
 			}
+		}
+		if c.batch != nil && !c.batching {
+			c.batch.startBatch()
+			c.batching = true
 		}
 		for _, f := range ctrl {
 			if err := c.writeFrame(f); err != nil {
@@ -514,6 +524,21 @@ func (c *Conn) writeLoop() {
 		clear(ctrl)
 		clear(data)
 	}
+}
+
+// flush writes everything buffered: the frames into TLS records, and the
+// records, gathered beneath TLS during the batch, to the socket.
+func (c *Conn) flush() error {
+	if c.bw.Buffered() > 0 {
+		if err := c.bw.Flush(); err != nil {
+			return err
+		}
+	}
+	if c.batching {
+		c.batching = false
+		return c.batch.endBatch()
+	}
+	return nil
 }
 
 // drain releases the writers of frames that will never be written.
@@ -552,7 +577,7 @@ func (c *Conn) writeFrame(f *outFrame) error {
 	case frameGoAway:
 		err := c.wfr.WriteGoAway(f.streamID, f.code, nil)
 		if err == nil {
-			err = c.bw.Flush()
+			err = c.flush()
 		}
 		if f.done != nil {
 			close(f.done)

@@ -432,55 +432,67 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 	defer s.wmu.Unlock()
 	wait := readinessWaiter(r)
 	var (
-		total   int64
-		pending *outFrame // last frame queued, not yet written
-		pendBuf *[]byte   // buffer pending's data lives in
-		large   bool      // read into a large buffer next
+		total int64
+		// Frames queued and not yet written, with the buffers their data
+		// lives in: up to two, so the next read overlaps their writing.
+		pending [2]pendingBuf
+		npend   int
+		full    bool // the last read filled its buffer: more is likely waiting
 	)
-	release := func() error {
+	releaseOldest := func() error {
+		p := pending[0]
+		pending[0], pending[1] = pending[1], pendingBuf{}
+		npend--
 		var err error
-		if pending != nil {
-			err = s.waitFrame(pending)
-			pending = nil
+		if p.frame != nil {
+			err = s.waitFrame(p.frame)
 		}
-		if pendBuf != nil {
-			putBuf(pendBuf, s.c.large)
-			pendBuf = nil
+		putBuf(p.buf, s.c.large)
+		return err
+	}
+	releaseAll := func() error {
+		var err error
+		for npend > 0 {
+			err = errors.Join(err, releaseOldest())
 		}
 		return err
 	}
-	defer release()
+	defer releaseAll()
 	for {
-		if wait != nil {
-			// Release the previous buffer before blocking on an idle source.
+		switch {
+		case full:
+			// Data is flowing: read again at once.
+		case wait != nil:
+			// Release the buffers before blocking on an idle source.
 			var relErr error
-			if err := wait(func() { relErr = release() }); err != nil {
+			if err := wait(func() { relErr = releaseAll() }); err != nil {
 				return total, err
 			}
 			if relErr != nil {
 				return total, relErr
 			}
-		} else if !large {
+		default:
 			// A short read drained the source: the next read may block.
-			if err := release(); err != nil {
+			if err := releaseAll(); err != nil {
 				return total, err
 			}
 		}
 		size := smallBufSize
-		if large || wait != nil {
+		if full || wait != nil {
 			size = s.c.large.size
+		}
+		if npend == len(pending) {
+			if err := releaseOldest(); err != nil {
+				return total, err
+			}
 		}
 		buf := getBuf(size, s.c.large)
 		n, rerr := r.Read((*buf)[:size])
 		if n > 0 {
-			// The previous buffer may be reused only once its frames are out.
-			if err := release(); err != nil {
-				putBuf(buf, s.c.large)
-				return total, err
-			}
 			k, last, err := s.sendFrames((*buf)[:n], false)
 			total += int64(k)
-			pending, pendBuf = last, buf
+			pending[npend] = pendingBuf{last, buf}
+			npend++
 			if err != nil {
 				return total, err
 			}
@@ -489,14 +501,20 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 		}
 		// Grow after a full read, shrink after a short one: an idle
 		// stream then waits holding a small buffer at most.
-		large = n == size
+		full = n == size
 		if rerr == io.EOF {
-			return total, release()
+			return total, releaseAll()
 		}
 		if rerr != nil {
 			return total, rerr
 		}
 	}
+}
+
+// pendingBuf is a buffer whose last frame may still be queued.
+type pendingBuf struct {
+	frame *outFrame
+	buf   *[]byte
 }
 
 // CloseWrite sends END_STREAM: the peer reads EOF after the data sent so
