@@ -21,7 +21,7 @@ import (
 
 	"fluidity/internal/egress"
 	"fluidity/internal/pki"
-	"fluidity/internal/tunnel"
+	"fluidity/internal/proxystatus"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -176,7 +176,7 @@ func TestHTTP2RefusalCarriesReason(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("status %d, want 403", resp.StatusCode)
 	}
-	typ, details := tunnel.ParseProxyStatus(resp.Header.Get("Proxy-Status"))
+	typ, details := proxystatus.Parse(resp.Header.Get("Proxy-Status"))
 	if typ != "destination_ip_prohibited" || !strings.Contains(details, "127.0.0.1") || !strings.Contains(string(body), "loopback") {
 		t.Fatalf("Proxy-Status %q / %q, body %q", typ, details, body)
 	}

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"fluidity/internal/proxystatus"
 	"fluidity/internal/relay"
-	"fluidity/internal/tunnel"
 )
 
 // serveHTTP1 serves one HTTP/1.1 CONNECT request on a connection that
@@ -99,5 +99,5 @@ func writeHTTP1Error(w io.Writer, status int, h http.Header, errType, details st
 		}
 	}
 	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nProxy-Status: %s\r\n%sContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		status, http.StatusText(status), strings.ReplaceAll(tunnel.FormatProxyStatus(errType, details), "\n", " "), extra.String(), len(body), body)
+		status, http.StatusText(status), strings.ReplaceAll(proxystatus.Format(errType, details), "\n", " "), extra.String(), len(body), body)
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"fluidity/internal/proxystatus"
 	"fluidity/internal/relay"
 )
 
@@ -76,7 +77,7 @@ func (rr *rawResponder) fail(status int, errType, body string) {
 		Close:         true,
 	}
 	if errType != "" {
-		resp.Header.Set("Proxy-Status", formatProxyStatus(errType, body))
+		resp.Header.Set("Proxy-Status", proxystatus.Format(errType, body))
 	}
 	resp.Write(rr.conn)
 }

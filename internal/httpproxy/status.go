@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"syscall"
+
+	"fluidity/internal/proxystatus"
 )
 
 // statusCoder is implemented by Dial errors that know the HTTP status to
@@ -55,7 +56,7 @@ func classify(err error) (status int, errType string) {
 	} else {
 		errType = inferErrorType(err)
 	}
-	if !isToken(errType) {
+	if !proxystatus.IsToken(errType) {
 		errType = ""
 	}
 	return status, errType
@@ -100,73 +101,8 @@ func writeError(w http.ResponseWriter, status int, errType, body string) {
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	if errType != "" {
-		h.Set("Proxy-Status", formatProxyStatus(errType, body))
+		h.Set("Proxy-Status", proxystatus.Format(errType, body))
 	}
 	w.WriteHeader(status)
 	fmt.Fprintln(w, body)
-}
-
-// maxDetails bounds the details parameter of a Proxy-Status header.
-const maxDetails = 256
-
-// formatProxyStatus builds an RFC 9209 Proxy-Status value naming this proxy,
-// errType (which must be a structured-field token) and details.
-func formatProxyStatus(errType, details string) string {
-	var b strings.Builder
-	b.WriteString("fluidity; error=")
-	b.WriteString(errType)
-	if details != "" {
-		b.WriteString("; details=")
-		quoteSFString(&b, details)
-	}
-	return b.String()
-}
-
-// quoteSFString writes s as an RFC 8941 string: printable ASCII only, with
-// backslash and double quote escaped. Other characters become '?', and long
-// strings are cut.
-func quoteSFString(b *strings.Builder, s string) {
-	b.WriteByte('"')
-	n := 0
-	for _, r := range s {
-		if n == maxDetails {
-			b.WriteString("...")
-			break
-		}
-		n++
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r == '\n' || r == '\t':
-			b.WriteByte(' ')
-		case r < 0x20 || r > 0x7e:
-			b.WriteByte('?')
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-}
-
-// isToken reports whether s is an RFC 8941 token: ALPHA or "*" first, then
-// tchar, ":" or "/".
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	c := s[0]
-	if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '*') {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~:/", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -18,6 +18,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"fluidity/internal/proxystatus"
 )
 
 // Config tunes one HTTP/2 connection. A zero Config is valid.
@@ -1224,7 +1226,7 @@ func (c *Conn) Dial(ctx context.Context, addr string, header http.Header) (*Stre
 		return s, nil
 	}
 	de := &DialError{Target: addr, Status: s.status}
-	de.Type, de.Details = ParseProxyStatus(s.respHeader.Get("Proxy-Status"))
+	de.Type, de.Details = proxystatus.Parse(s.respHeader.Get("Proxy-Status"))
 	if de.Details == "" {
 		// Fall back to the body: a short text reason.
 		s.SetReadDeadline(time.Now().Add(2 * time.Second))

@@ -298,23 +298,6 @@ func TestPingTimeoutClosesLink(t *testing.T) {
 	c.Close()
 }
 
-func TestProxyStatusRoundTrip(t *testing.T) {
-	for _, tc := range []struct{ typ, details string }{
-		{"dns_error", `no such host "x.invalid"`},
-		{"destination_ip_prohibited", `back\slash and "quotes"`},
-		{"", "only details"},
-	} {
-		v := FormatProxyStatus(tc.typ, tc.details)
-		typ, details := ParseProxyStatus(v)
-		if typ != tc.typ || details != tc.details {
-			t.Errorf("round trip of %q: got %q, %q", v, typ, details)
-		}
-	}
-	if typ, _ := ParseProxyStatus(`other; error=x, fluidity; error=connection_refused`); typ != "connection_refused" {
-		t.Errorf("last member not used: %q", typ)
-	}
-}
-
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)

@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"fluidity/internal/proxystatus"
 )
 
 // Stream is one tunnelled connection: an HTTP/2 CONNECT stream used as a
@@ -603,7 +605,7 @@ func (s *Stream) Reject(status int, errType, details string) error {
 // RejectWith is Reject with extra response header fields.
 func (s *Stream) RejectWith(status int, extra http.Header, errType, details string) error {
 	h := http.Header{
-		"Proxy-Status": {FormatProxyStatus(errType, details)},
+		"Proxy-Status": {proxystatus.Format(errType, details)},
 		"Content-Type": {"text/plain; charset=utf-8"},
 	}
 	for k, vs := range extra {
