@@ -131,9 +131,10 @@ type Conn struct {
 	peerMaxFrame  atomic.Uint32
 	peerTableSize atomic.Uint32
 
-	wmu  sync.Mutex  // guards ctrl and data; never held across I/O
-	ctrl []*outFrame // control frames: written before data
-	data []*outFrame // HEADERS and DATA, in order
+	wmu     sync.Mutex  // guards ctrl, data and writing; never held across I/O
+	ctrl    []*outFrame // control frames: written before data
+	data    []*outFrame // HEADERS and DATA, in order
+	writing bool        // a goroutine holds the writer role: it alone uses the fields "owned by the writer"
 
 	mu             sync.Mutex // guards the fields below; never held across I/O or channel sends
 	streams        map[uint32]*Stream
@@ -458,10 +459,12 @@ type outFrame struct {
 	code     http2.ErrCode
 	fields   []hpack.HeaderField
 	data     []byte
+	room     []byte        // DATA: if set, 9 bytes of header room followed by data, in one buffer
 	end      bool          // END_STREAM
 	done     chan struct{} // DATA: closed once data has been copied out (nil: nobody waits)
 }
 
+// queueCtrl queues a control frame for the write loop.
 func (c *Conn) queueCtrl(f *outFrame) {
 	c.wmu.Lock()
 	c.ctrl = append(c.ctrl, f)
@@ -469,11 +472,57 @@ func (c *Conn) queueCtrl(f *outFrame) {
 	c.poke()
 }
 
+// queueData queues a HEADERS or DATA frame for the write loop.
 func (c *Conn) queueData(f *outFrame) {
+	if c.enqueue(f, false) {
+		panic("unreachable")
+	}
+}
+
+// enqueue queues f behind the frames already waiting. If mayWrite is set
+// and no one is writing and nothing waits, it queues nothing and instead
+// gives the caller the writer role: the caller must then call writeNow(f),
+// after releasing any lock it holds. Only stream goroutines may write: the
+// read loop must never wait on the socket's write side.
+func (c *Conn) enqueue(f *outFrame, mayWrite bool) (own bool) {
 	c.wmu.Lock()
+	if mayWrite && !c.writing && len(c.ctrl) == 0 && len(c.data) == 0 {
+		c.writing = true
+		c.wmu.Unlock()
+		return true
+	}
 	c.data = append(c.data, f)
 	c.wmu.Unlock()
 	c.poke()
+	return false
+}
+
+// writeNow writes f and flushes, as the holder of the writer role, which it
+// then gives back. It saves the hand-off to the write loop when the
+// connection is otherwise quiet.
+func (c *Conn) writeNow(f *outFrame) error {
+	err := c.writeFrame(f)
+	if err == nil {
+		err = c.flush()
+	}
+	c.releaseWriter()
+	if err != nil {
+		c.fail(fmt.Errorf("write: %w", err))
+		return ErrLinkClosed
+	}
+	return nil
+}
+
+// releaseWriter gives up the writer role, waking the write loop if frames
+// arrived meanwhile.
+func (c *Conn) releaseWriter() {
+	c.wmu.Lock()
+	c.writing = false
+	waiting := len(c.ctrl) > 0 || len(c.data) > 0
+	c.wmu.Unlock()
+	if waiting {
+		c.poke()
+	}
 }
 
 func (c *Conn) poke() {
@@ -483,20 +532,17 @@ func (c *Conn) poke() {
 	}
 }
 
+// writeLoop writes queued frames, control frames first, gathering
+// everything queued at once into one flush.
 func (c *Conn) writeLoop() {
 	defer c.wg.Done()
 	var ctrl, data []*outFrame
 	for {
 		c.wmu.Lock()
-		ctrl, c.ctrl = c.ctrl, ctrl[:0]
-		data, c.data = c.data, data[:0]
-		c.wmu.Unlock()
-		if len(ctrl) == 0 && len(data) == 0 {
-			if err := c.flush(); err != nil {
-				c.fail(fmt.Errorf("write: %w", err))
-				c.drain(nil, nil)
-				return
-			}
+		if c.writing || len(c.ctrl) == 0 && len(c.data) == 0 {
+			// Nothing to do, or a stream goroutine is writing; it pokes
+			// when it is done if frames are waiting.
+			c.wmu.Unlock()
 			select {
 			case <-c.wake:
 				continue
@@ -505,31 +551,45 @@ func (c *Conn) writeLoop() {
 				return
 			}
 		}
-		if c.batch != nil && !c.batching {
-			c.batch.startBatch()
-			c.batching = true
-		}
-		for _, f := range ctrl {
-			if err := c.writeFrame(f); err != nil {
-				c.fail(fmt.Errorf("write: %w", err))
-				c.drain(ctrl, data)
-				return
+		c.writing = true
+		for {
+			ctrl, c.ctrl = c.ctrl, ctrl[:0]
+			data, c.data = c.data, data[:0]
+			c.wmu.Unlock()
+			for _, f := range ctrl {
+				if err := c.writeFrame(f); err != nil {
+					c.fail(fmt.Errorf("write: %w", err))
+					c.drain(ctrl, data)
+					return
+				}
+			}
+			for _, f := range data {
+				if err := c.writeFrame(f); err != nil {
+					c.fail(fmt.Errorf("write: %w", err))
+					c.drain(ctrl, data)
+					return
+				}
+			}
+			clear(ctrl)
+			clear(data)
+			c.wmu.Lock()
+			if len(c.ctrl) == 0 && len(c.data) == 0 {
+				break
 			}
 		}
-		for _, f := range data {
-			if err := c.writeFrame(f); err != nil {
-				c.fail(fmt.Errorf("write: %w", err))
-				c.drain(ctrl, data)
-				return
-			}
+		c.wmu.Unlock()
+		err := c.flush()
+		c.releaseWriter()
+		if err != nil {
+			c.fail(fmt.Errorf("write: %w", err))
+			c.drain(nil, nil)
+			return
 		}
-		clear(ctrl)
-		clear(data)
 	}
 }
 
 // flush writes everything buffered: the frames into TLS records, and the
-// records, gathered beneath TLS during the batch, to the socket.
+// records, gathered beneath TLS, to the socket.
 func (c *Conn) flush() error {
 	if c.bw.Buffered() > 0 {
 		if err := c.bw.Flush(); err != nil {
@@ -561,7 +621,12 @@ func (c *Conn) drain(ctrl, data []*outFrame) {
 	}
 }
 
+// writeFrame writes one frame into the buffers, as the writer.
 func (c *Conn) writeFrame(f *outFrame) error {
+	if c.batch != nil && !c.batching {
+		c.batch.startBatch()
+		c.batching = true
+	}
 	switch f.kind {
 	case framePreface:
 		_, err := io.WriteString(c.bw, http2.ClientPreface)
@@ -607,7 +672,7 @@ func (c *Conn) writeFrame(f *outFrame) error {
 		s := f.stream
 		var err error
 		if !s.resetSent.Load() {
-			err = c.writeData(s.id, f.data, f.end)
+			err = c.writeData(s.id, f, f.end)
 		} else if len(f.data) > 0 {
 			c.refund(len(f.data))
 		}
@@ -651,20 +716,44 @@ func (c *Conn) writeHeaders(id uint32, fields []hpack.HeaderField, end bool) err
 }
 
 // writeData writes one DATA frame without copying the payload into the
-// framer: header, then payload, into the buffered writer.
-func (c *Conn) writeData(id uint32, p []byte, end bool) error {
-	var hdr [9]byte
-	hdr[0], hdr[1], hdr[2] = byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
-	hdr[3] = byte(http2.FrameData)
-	if end {
-		hdr[4] = byte(http2.FlagDataEndStream)
+// framer. A frame whose payload has header room in front of it goes to TLS
+// in one write, straight from its buffer; others go through the buffered
+// writer, which gathers small frames into full TLS records.
+func (c *Conn) writeData(id uint32, f *outFrame, end bool) error {
+	p := f.data
+	if f.room != nil && c.bw.Buffered() == 0 {
+		hdr := f.room[:9]
+		putFrameHeader(hdr, id, len(p), end)
+		_, err := c.nc.Write(f.room[:9+len(p)])
+		return err
 	}
-	hdr[5], hdr[6], hdr[7], hdr[8] = byte(id>>24)&0x7f, byte(id>>16), byte(id>>8), byte(id)
+	var hdr [9]byte
+	putFrameHeader(hdr[:], id, len(p), end)
 	if _, err := c.bw.Write(hdr[:]); err != nil {
 		return err
 	}
 	_, err := c.bw.Write(p)
 	return err
+}
+
+func putFrameHeader(hdr []byte, id uint32, n int, end bool) {
+	hdr[0], hdr[1], hdr[2] = byte(n>>16), byte(n>>8), byte(n)
+	hdr[3] = byte(http2.FrameData)
+	hdr[4] = 0
+	if end {
+		hdr[4] = byte(http2.FlagDataEndStream)
+	}
+	hdr[5], hdr[6], hdr[7], hdr[8] = byte(id>>24)&0x7f, byte(id>>16), byte(id>>8), byte(id)
+}
+
+// maxPayload is the largest DATA payload to send: the peer's limit, and
+// ours, rounded so that header and payload fill whole 16 KiB TLS records.
+func (c *Conn) maxPayload() int {
+	m := min(int(c.peerMaxFrame.Load()), c.cfg.MaxFrameSize)
+	if m >= minFrameSize {
+		m = (m+9)/minFrameSize*minFrameSize - 9
+	}
+	return m
 }
 
 // refund returns connection-level send credit for data that was never sent.
@@ -1183,9 +1272,16 @@ func (c *Conn) openStream(ctx context.Context, method, authority string, header 
 			c.nextID += 2
 			s.sendWindow = c.peerInitWindow
 			c.streams[s.id] = s
-			// Queue under mu so HEADERS go out in stream-ID order.
-			c.queueData(&outFrame{kind: frameHeaders, stream: s, fields: fields})
+			// Queue (or take the writer role) under mu, so HEADERS go out
+			// in stream-ID order.
+			f := &outFrame{kind: frameHeaders, stream: s, fields: fields}
+			own := c.enqueue(f, true)
 			c.mu.Unlock()
+			if own {
+				if err := c.writeNow(f); err != nil {
+					return nil, err
+				}
+			}
 			return s, nil
 		}
 		wake := c.sendWake

@@ -338,55 +338,63 @@ func (s *Stream) sendErr() error {
 var errWriteAfterCloseWrite = errors.New("tunnel: write after CloseWrite")
 
 // queueFrame waits for send credit, takes up to len(p) bytes of it and
-// queues one DATA frame carrying that much of p. Credit check and queueing
+// sends one DATA frame carrying that much of p. Credit check and queueing
 // happen under c.mu, the same lock CloseWrite takes to queue END_STREAM, so
-// no DATA can ever follow END_STREAM.
-func (s *Stream) queueFrame(p []byte) (*outFrame, error) {
+// no DATA can ever follow END_STREAM. If room is set, it is 9 bytes of
+// header room followed by p in one buffer. When the connection is quiet the
+// frame is written at once by this goroutine and the returned frame is nil;
+// otherwise the frame is queued and returned, and p must stay untouched
+// until it is done.
+func (s *Stream) queueFrame(p, room []byte) (*outFrame, int, error) {
 	c := s.c
 	for {
 		if err := s.sendErr(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if s.wdl.passed() {
-			return nil, os.ErrDeadlineExceeded
+			return nil, 0, os.ErrDeadlineExceeded
 		}
 		c.mu.Lock()
 		if c.err != nil {
 			c.mu.Unlock()
-			return nil, ErrLinkClosed
+			return nil, 0, ErrLinkClosed
 		}
 		if s.sendDone {
 			c.mu.Unlock()
-			return nil, errWriteAfterCloseWrite
+			return nil, 0, errWriteAfterCloseWrite
 		}
-		n := min(int64(len(p)), int64(c.peerMaxFrame.Load()), int64(c.cfg.MaxFrameSize), s.sendWindow, c.sendWindow)
+		n := min(int64(len(p)), int64(c.maxPayload()), s.sendWindow, c.sendWindow)
 		if n > 0 {
 			s.sendWindow -= n
 			c.sendWindow -= n
-			f := &outFrame{kind: frameData, stream: s, data: p[:n], done: make(chan struct{})}
-			c.queueData(f)
+			f := &outFrame{kind: frameData, stream: s, data: p[:n], room: room, done: make(chan struct{})}
+			own := c.enqueue(f, true)
 			c.mu.Unlock()
 			s.sent.Add(n)
-			return f, nil
+			if own {
+				return nil, int(n), c.writeNow(f)
+			}
+			return f, int(n), nil
 		}
 		wake := c.sendWake
 		c.mu.Unlock()
 		select {
 		case <-wake:
 		case <-s.wdl.done():
-			return nil, os.ErrDeadlineExceeded
+			return nil, 0, os.ErrDeadlineExceeded
 		case <-c.done:
-			return nil, ErrLinkClosed
+			return nil, 0, ErrLinkClosed
 		}
 	}
 }
 
-// sendFrames sends p as DATA frames without copying it. With wait set it
-// returns once the last frame has been handed to the connection's writer;
-// otherwise it returns the last frame unwaited, so the caller can fill its
-// next buffer while this one is written, and must wait for it before
+// sendFrames sends p as DATA frames without copying it. If room is set,
+// it is 9 bytes of header room followed by p. With wait set it returns once
+// the last frame has been handed to the connection's writer; otherwise it
+// returns the last frame unwaited (nil if it was written already), so the
+// caller can fill its next buffer meanwhile, and must wait for it before
 // reusing p.
-func (s *Stream) sendFrames(p []byte, wait bool) (int, *outFrame, error) {
+func (s *Stream) sendFrames(p, room []byte, wait bool) (int, *outFrame, error) {
 	n := 0
 	var last *outFrame
 	for n < len(p) {
@@ -395,12 +403,16 @@ func (s *Stream) sendFrames(p []byte, wait bool) (int, *outFrame, error) {
 				return n, nil, err
 			}
 		}
-		f, err := s.queueFrame(p[n:])
+		var (
+			k   int
+			err error
+		)
+		last, k, err = s.queueFrame(p[n:], room)
+		room = nil // only the first frame has header room
+		n += k
 		if err != nil {
 			return n, nil, err
 		}
-		last = f
-		n += len(f.data)
 	}
 	if wait && last != nil {
 		return n, nil, s.waitFrame(last)
@@ -423,7 +435,7 @@ func (s *Stream) waitFrame(f *outFrame) error {
 func (s *Stream) Write(p []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	n, _, err := s.sendFrames(p, true)
+	n, _, err := s.sendFrames(p, nil, true)
 	return n, err
 }
 
@@ -489,9 +501,10 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 			}
 		}
 		buf := getBuf(size, s.c.large)
-		n, rerr := r.Read((*buf)[:size])
+		// Read after 9 bytes of room, where the frame header will go.
+		n, rerr := r.Read((*buf)[9:size])
 		if n > 0 {
-			k, last, err := s.sendFrames((*buf)[:n], false)
+			k, last, err := s.sendFrames((*buf)[9:9+n], (*buf)[:9+n], false)
 			total += int64(k)
 			pending[npend] = pendingBuf{last, buf}
 			npend++
@@ -503,7 +516,7 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 		}
 		// Grow after a full read, shrink after a short one: an idle
 		// stream then waits holding a small buffer at most.
-		full = n == size
+		full = n == size-9
 		if rerr == io.EOF {
 			return total, releaseAll()
 		}
@@ -529,15 +542,19 @@ func (s *Stream) CloseWrite() error {
 		return nil
 	}
 	s.sendDone = true
-	if !s.resetSent.Load() {
-		c.queueData(&outFrame{kind: frameData, stream: s, end: true})
-	}
-	c.mu.Unlock()
 	if s.resetSent.Load() {
+		c.mu.Unlock()
 		return ErrStreamReset
 	}
+	f := &outFrame{kind: frameData, stream: s, end: true}
+	own := c.enqueue(f, true)
+	c.mu.Unlock()
+	var err error
+	if own {
+		err = c.writeNow(f)
+	}
 	s.maybeFinish()
-	return nil
+	return err
 }
 
 // Close ends the stream, like closing a TCP socket: with unread data
@@ -629,11 +646,16 @@ func (s *Stream) respond(status int, h http.Header, body string) error {
 	if err := s.sendErr(); err != nil {
 		return err
 	}
-	s.c.queueData(&outFrame{kind: frameHeaders, stream: s, fields: fields})
+	f := &outFrame{kind: frameHeaders, stream: s, fields: fields}
+	if s.c.enqueue(f, true) {
+		if err := s.c.writeNow(f); err != nil {
+			return err
+		}
+	}
 	if body == "" && status/100 == 2 {
 		return nil
 	}
-	if _, _, err := s.sendFrames([]byte(body), true); err != nil {
+	if _, _, err := s.sendFrames([]byte(body), nil, true); err != nil {
 		return err
 	}
 	return s.CloseWrite()
