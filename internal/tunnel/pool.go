@@ -7,6 +7,10 @@ import "sync"
 // bulk transfer. A stream holds a buffer only while data is in it.
 const smallBufSize = 4 << 10
 
+// frameHeaderLen is the size of an HTTP/2 frame header; send buffers keep
+// this much room in front of the data.
+const frameHeaderLen = 9
+
 var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallBufSize); return &b }}
 
 // bufPool hands out buffers of one large size.

@@ -444,7 +444,8 @@ func (s *Stream) Write(p []byte) (int, error) {
 func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	wait := readinessWaiter(r)
+	idle := idleReader(r)
+	large := s.c.large
 	var (
 		total int64
 		// Frames queued and not yet written, with the buffers their data
@@ -461,7 +462,7 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 		if p.frame != nil {
 			err = s.waitFrame(p.frame)
 		}
-		putBuf(p.buf, s.c.large)
+		putBuf(p.buf, large)
 		return err
 	}
 	releaseAll := func() error {
@@ -473,50 +474,59 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 	}
 	defer releaseAll()
 	for {
-		switch {
-		case full:
-			// Data is flowing: read again at once.
-		case wait != nil:
-			// Release the buffers before blocking on an idle source.
-			var relErr error
-			if err := wait(func() { relErr = releaseAll() }); err != nil {
-				return total, err
-			}
-			if relErr != nil {
-				return total, relErr
-			}
-		default:
-			// A short read drained the source: the next read may block.
-			if err := releaseAll(); err != nil {
-				return total, err
-			}
-		}
-		size := smallBufSize
-		if full || wait != nil {
-			size = s.c.large.size
-		}
 		if npend == len(pending) {
 			if err := releaseOldest(); err != nil {
 				return total, err
 			}
 		}
-		buf := getBuf(size, s.c.large)
-		// Read after 9 bytes of room, where the frame header will go.
-		n, rerr := r.Read((*buf)[9:size])
+		var (
+			buf  *[]byte
+			n    int
+			rerr error
+		)
+		if idle != nil {
+			// Every buffer is released before the goroutine parks on an
+			// idle source.
+			var relErr error
+			buf, n, rerr = idle(
+				func() *[]byte { return large.p.Get().(*[]byte) },
+				func(b *[]byte) { putBuf(b, large) },
+				func() { relErr = releaseAll() })
+			if relErr != nil {
+				if buf != nil {
+					putBuf(buf, large)
+				}
+				return total, relErr
+			}
+		} else {
+			if !full {
+				// A short read drained the source: the next read may block.
+				if err := releaseAll(); err != nil {
+					return total, err
+				}
+			}
+			// Grow after a full read, shrink after a short one: an idle
+			// stream then waits holding a small buffer at most.
+			size := smallBufSize
+			if full {
+				size = large.size
+			}
+			buf = getBuf(size, large)
+			n, rerr = r.Read((*buf)[frameHeaderLen:size])
+			full = n == size-frameHeaderLen
+		}
 		if n > 0 {
-			k, last, err := s.sendFrames((*buf)[9:9+n], (*buf)[:9+n], false)
+			// The frame header goes in the room before the data.
+			k, last, err := s.sendFrames((*buf)[frameHeaderLen:frameHeaderLen+n], (*buf)[:frameHeaderLen+n], false)
 			total += int64(k)
 			pending[npend] = pendingBuf{last, buf}
 			npend++
 			if err != nil {
 				return total, err
 			}
-		} else {
-			putBuf(buf, s.c.large)
+		} else if buf != nil {
+			putBuf(buf, large)
 		}
-		// Grow after a full read, shrink after a short one: an idle
-		// stream then waits holding a small buffer at most.
-		full = n == size-9
 		if rerr == io.EOF {
 			return total, releaseAll()
 		}

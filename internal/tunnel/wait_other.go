@@ -4,6 +4,8 @@ package tunnel
 
 import "io"
 
-// readinessWaiter is only implemented on Linux; elsewhere ReadFrom reads
-// with small buffers while a source is idle.
-func readinessWaiter(io.Reader) func(beforeBlock func()) error { return nil }
+// idleReader is only implemented on Linux; elsewhere ReadFrom reads with
+// small buffers while a source is idle.
+func idleReader(io.Reader) func(get func() *[]byte, put func(*[]byte), beforeBlock func()) (*[]byte, int, error) {
+	return nil
+}
