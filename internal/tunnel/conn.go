@@ -472,13 +472,6 @@ func (c *Conn) queueCtrl(f *outFrame) {
 	c.poke()
 }
 
-// queueData queues a HEADERS or DATA frame for the write loop.
-func (c *Conn) queueData(f *outFrame) {
-	if c.enqueue(f, false) {
-		panic("unreachable")
-	}
-}
-
 // enqueue queues f behind the frames already waiting. If mayWrite is set
 // and no one is writing and nothing waits, it queues nothing and instead
 // gives the caller the writer role: the caller must then call writeNow(f),
