@@ -339,6 +339,15 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("rounds: direct %d, tunnel %d, want %d", f.direct.Requests, f.tunnel.Requests, tiny.setupRounds)
 		}
 	})
+	t.Run("setup with IAM completes every round on one STS call", func(t *testing.T) {
+		f := runSetupIAM(t, tiny)
+		if want := 3 * (tiny.setupRounds / 2); f.rounds != want {
+			t.Errorf("rounds with IAM: %d, want %d", f.rounds, want)
+		}
+		if f.stsCalls != 1 {
+			t.Errorf("STS calls: %d, want 1 (the token is verified once, then cached)", f.stsCalls)
+		}
+	})
 	t.Run("memory holds every tunnel", func(t *testing.T) {
 		f := runMemory(t, tiny)
 		if f.open != tiny.idleTunnels {

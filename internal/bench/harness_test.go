@@ -121,8 +121,14 @@ type proc struct {
 // stdout can be read with readJSON; otherwise it is discarded.
 func startProc(tb testing.TB, name string, reply bool, bin string, args ...string) *proc {
 	tb.Helper()
+	return startProcEnv(tb, name, cleanEnv(), reply, bin, args...)
+}
+
+// startProcEnv is startProc with the environment env.
+func startProcEnv(tb testing.TB, name string, env []string, reply bool, bin string, args ...string) *proc {
+	tb.Helper()
 	p := &proc{name: name, cmd: exec.Command(bin, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd.Env = cleanEnv()
+	p.cmd.Env = env
 	p.cmd.Stderr = p.stderr
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
@@ -253,9 +259,19 @@ type stack struct {
 	exit, agent *proc
 }
 
+// stackOptions change how a stack's exit and agent run.
+type stackOptions struct {
+	exitArgs  []string // extra flags of the exit
+	agentArgs []string // extra flags of the agent
+	agentEnv  []string // the agent's environment, if not cleanEnv()
+}
+
 // newStack starts an origin, a fluidity server and a fluidity agent, and
 // waits until a CONNECT through the agent reaches the origin.
-func newStack(tb testing.TB) *stack {
+func newStack(tb testing.TB) *stack { return newStackWith(tb, stackOptions{}) }
+
+// newStackWith is newStack with opts.
+func newStackWith(tb testing.TB, opts stackOptions) *stack {
 	tb.Helper()
 	fluidity, tool := build(tb)
 	s := &stack{}
@@ -263,15 +279,19 @@ func newStack(tb testing.TB) *stack {
 	s.originProc.readJSON(tb, &s.origin)
 
 	exitAddr := freeAddr(tb)
-	s.exit = startProc(tb, "fluidity server", false, fluidity, "server",
+	s.exit = startProc(tb, "fluidity server", false, fluidity, append([]string{"server",
 		"--listen", exitAddr, "--certs", certsDir(), "--allow-private",
-		"--log-level", "warn", "--shutdown-timeout", "1s")
+		"--log-level", "warn", "--shutdown-timeout", "1s"}, opts.exitArgs...)...)
 	waitListening(tb, s.exit, exitAddr)
 
 	s.agentAddr = freeAddr(tb)
-	s.agent = startProc(tb, "fluidity agent", false, fluidity, "agent",
+	env := opts.agentEnv
+	if env == nil {
+		env = cleanEnv()
+	}
+	s.agent = startProcEnv(tb, "fluidity agent", env, false, fluidity, append([]string{"agent",
 		"--listen", s.agentAddr, "--server", exitAddr, "--certs", certsDir(),
-		"--log-level", "warn", "--shutdown-timeout", "1s")
+		"--log-level", "warn", "--shutdown-timeout", "1s"}, opts.agentArgs...)...)
 	waitListening(tb, s.agent, s.agentAddr)
 	s.warmUp(tb)
 	return s

@@ -14,22 +14,23 @@ import (
 )
 
 type agentConfig struct {
-	Listen           string        `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
-	AllowNonLoopback bool          `yaml:"allow_non_loopback" help:"permit a non-loopback --listen address (anyone who reaches it can use your exit)"`
-	Server           string        `yaml:"server" help:"exit server address, HOST:PORT"`
-	ServerName       string        `yaml:"server_name" help:"name the exit's certificate is verified against, whatever address is dialed"`
-	Certs            string        `yaml:"certs" help:"directory with ca.crt, client.crt and client.key (made by 'fluidity certs init')"`
-	Cert             string        `yaml:"cert" help:"client certificate file (default: client.crt in --certs)"`
-	Key              string        `yaml:"key" help:"client private key file (default: client.key in --certs)"`
-	CA               string        `yaml:"ca" help:"CA certificate the exit's certificate must chain to (default: ca.crt in --certs)"`
-	PingInterval     time.Duration `yaml:"ping_interval" help:"how often to check that the link is alive"`
-	PingTimeout      time.Duration `yaml:"ping_timeout" help:"how long the exit may take to answer a ping before the link is declared dead"`
-	LinkWait         time.Duration `yaml:"link_wait" help:"how long a new client connection waits for the link before it gets 503"`
-	DialTimeout      time.Duration `yaml:"dial_timeout" help:"deadline for connecting to the exit (TCP, TLS and first ping)"`
-	HeaderTimeout    time.Duration `yaml:"header_timeout" help:"deadline for a client's request header or SOCKS5 negotiation"`
-	IdleTimeout      time.Duration `yaml:"idle_timeout" help:"idle keep-alive client connections are closed after this"`
-	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout" help:"how long open connections may finish on shutdown"`
-	Log              logConfig     `yaml:"log"`
+	Listen           string         `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
+	AllowNonLoopback bool           `yaml:"allow_non_loopback" help:"permit a non-loopback --listen address (anyone who reaches it can use your exit)"`
+	Server           string         `yaml:"server" help:"exit server address, HOST:PORT"`
+	ServerName       string         `yaml:"server_name" help:"name the exit's certificate is verified against, whatever address is dialed"`
+	Certs            string         `yaml:"certs" help:"directory with ca.crt, client.crt and client.key (made by 'fluidity certs init')"`
+	Cert             string         `yaml:"cert" help:"client certificate file (default: client.crt in --certs)"`
+	Key              string         `yaml:"key" help:"client private key file (default: client.key in --certs)"`
+	CA               string         `yaml:"ca" help:"CA certificate the exit's certificate must chain to (default: ca.crt in --certs)"`
+	PingInterval     time.Duration  `yaml:"ping_interval" help:"how often to check that the link is alive"`
+	PingTimeout      time.Duration  `yaml:"ping_timeout" help:"how long the exit may take to answer a ping before the link is declared dead"`
+	LinkWait         time.Duration  `yaml:"link_wait" help:"how long a new client connection waits for the link before it gets 503"`
+	DialTimeout      time.Duration  `yaml:"dial_timeout" help:"deadline for connecting to the exit (TCP, TLS and first ping)"`
+	HeaderTimeout    time.Duration  `yaml:"header_timeout" help:"deadline for a client's request header or SOCKS5 negotiation"`
+	IdleTimeout      time.Duration  `yaml:"idle_timeout" help:"idle keep-alive client connections are closed after this"`
+	ShutdownTimeout  time.Duration  `yaml:"shutdown_timeout" help:"how long open connections may finish on shutdown"`
+	IAM              agentIAMConfig `yaml:"iam"`
+	Log              logConfig      `yaml:"log"`
 }
 
 func defaultAgentConfig() agentConfig {
@@ -43,6 +44,7 @@ func defaultAgentConfig() agentConfig {
 		HeaderTimeout:   10 * time.Second,
 		IdleTimeout:     2 * time.Minute,
 		ShutdownTimeout: 10 * time.Second,
+		IAM:             defaultAgentIAM(),
 		Log:             defaultLog(),
 	}
 }
@@ -75,6 +77,9 @@ func (c *agentConfig) Validate() error {
 			return fmt.Errorf("%s: must be positive (example: 10s)", d.key)
 		}
 	}
+	if err := c.IAM.validate(); err != nil {
+		return err
+	}
 	return c.Log.validate()
 }
 
@@ -84,15 +89,18 @@ func runAgent(ctx context.Context, env Env, args []string) error {
 Run the local proxy. It listens on one localhost port that speaks HTTP proxy
 (plain requests, CONNECT, WebSocket) and SOCKS5, and carries every client
 connection over one mutually-authenticated TLS 1.3 link to the exit server.
-The link is checked with pings and re-established with backoff, forever.`)
+The link is checked with pings and re-established with backoff, forever.
+With --iam, every stream also carries a token proving this machine's AWS
+IAM identity, for exits that check it (see 'fluidity token').`)
 	if _, err := parse(env, fs, &cfg, args); err != nil {
 		return err
 	}
 	log := cfg.Log.logger(env.Stderr)
-	a, err := newAgent(cfg, log)
+	a, closeIAM, err := newAgent(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	defer closeIAM()
 	ln, err := agent.Listen(cfg.Listen, cfg.AllowNonLoopback)
 	if err != nil {
 		return err
@@ -100,25 +108,38 @@ The link is checked with pings and re-established with backoff, forever.`)
 	return a.Serve(ctx, ln)
 }
 
-// newAgent builds an agent from a validated configuration.
-func newAgent(cfg agentConfig, log *slog.Logger) (*agent.Agent, error) {
+// newAgent builds an agent from a validated configuration. With IAM on it
+// starts the token source, which the returned func closes once Serve has
+// returned; ctx bounds the credential check.
+func newAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (a *agent.Agent, closeIAM func(), err error) {
+	closeIAM = func() {}
 	cert, key, ca, _ := cfg.files().resolve(pki.ClientCertFile, pki.ClientKeyFile)
 	tlsCfg, err := pki.ClientConfig(cert, key, ca, cfg.ServerName)
 	if err != nil {
-		return nil, err
+		return nil, closeIAM, err
 	}
-	return agent.New(agent.Config{
-		Exit: cfg.Server,
-		TLS:  tlsCfg,
-		Tunnel: tunnel.ClientConfig{
-			Conn:        tunnel.Config{PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout},
-			DialTimeout: cfg.DialTimeout,
-			WaitTimeout: cfg.LinkWait,
-		},
+	tcfg := tunnel.ClientConfig{
+		Conn:        tunnel.Config{PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout},
+		DialTimeout: cfg.DialTimeout,
+		WaitTimeout: cfg.LinkWait,
+	}
+	if src := agentTokens(ctx, cfg.IAM, log); src != nil {
+		tcfg.Header = bearerHeader(src)
+		closeIAM = func() { src.Close() }
+	}
+	a, err = agent.New(agent.Config{
+		Exit:            cfg.Server,
+		TLS:             tlsCfg,
+		Tunnel:          tcfg,
 		HeaderTimeout:   cfg.HeaderTimeout,
 		IdleTimeout:     cfg.IdleTimeout,
 		SOCKSTimeout:    cfg.HeaderTimeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          log,
 	})
+	if err != nil {
+		closeIAM()
+		return nil, func() {}, err
+	}
+	return a, closeIAM, nil
 }

@@ -35,6 +35,7 @@ func commands() []command {
 		{"agent", "run the local proxy, connected to an exit server", runAgent},
 		{"server", "run the exit server", runServer},
 		{"certs", "create a private CA and certificates (certs init, certs issue-client)", runCerts},
+		{"token", "print a fresh IAM token for an exit that checks AWS identities", runToken},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -47,7 +47,7 @@ func run(t *testing.T, environ []string, args ...string) (code int, stdout, stde
 
 func TestEveryCommandHasHelp(t *testing.T) {
 	for _, args := range [][]string{
-		{"--help"}, {"up", "--help"}, {"agent", "--help"}, {"server", "--help"},
+		{"--help"}, {"up", "--help"}, {"agent", "--help"}, {"server", "--help"}, {"token", "--help"},
 		{"certs", "--help"}, {"certs", "init", "--help"}, {"certs", "issue-client", "--help"}, {"version", "--help"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"time"
 
 	"fluidity/internal/egress"
 	"fluidity/internal/exit"
+	"fluidity/internal/iamauth"
 	"fluidity/internal/pki"
 	"fluidity/internal/tunnel"
 )
@@ -51,21 +53,22 @@ type egressConfig struct {
 }
 
 type serverConfig struct {
-	Listen           string        `yaml:"listen" help:"address to accept agents on"`
-	Certs            string        `yaml:"certs" help:"directory with ca.crt, server.crt and server.key (made by 'fluidity certs init')"`
-	Cert             string        `yaml:"cert" help:"server certificate file (default: server.crt in --certs)"`
-	Key              string        `yaml:"key" help:"server private key file (default: server.key in --certs)"`
-	CA               string        `yaml:"ca" help:"CA certificate that client certificates must chain to (default: ca.crt in --certs)"`
-	AllowPrivate     bool          `yaml:"allow_private" help:"allow loopback, private and link-local targets (for tests and local use; never on a shared exit)"`
-	Egress           egressConfig  `yaml:"egress"`
-	HandshakeTimeout time.Duration `yaml:"handshake_timeout" help:"TLS handshake deadline"`
-	HeaderTimeout    time.Duration `yaml:"header_timeout" help:"deadline for an HTTP/1.1 CONNECT request header"`
-	DialTimeout      time.Duration `yaml:"dial_timeout" help:"deadline for connecting to a target"`
-	MaxStreams       int           `yaml:"max_streams" help:"open streams allowed per agent link"`
-	PingInterval     time.Duration `yaml:"ping_interval" help:"how often to check that an agent link is alive"`
-	PingTimeout      time.Duration `yaml:"ping_timeout" help:"how long an agent may take to answer a ping before its link is closed"`
-	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout" help:"how long open streams may finish on shutdown"`
-	Log              logConfig     `yaml:"log"`
+	Listen           string          `yaml:"listen" help:"address to accept agents on"`
+	Certs            string          `yaml:"certs" help:"directory with ca.crt, server.crt and server.key (made by 'fluidity certs init')"`
+	Cert             string          `yaml:"cert" help:"server certificate file (default: server.crt in --certs)"`
+	Key              string          `yaml:"key" help:"server private key file (default: server.key in --certs)"`
+	CA               string          `yaml:"ca" help:"CA certificate that client certificates must chain to (default: ca.crt in --certs)"`
+	AllowPrivate     bool            `yaml:"allow_private" help:"allow loopback, private and link-local targets (for tests and local use; never on a shared exit)"`
+	Egress           egressConfig    `yaml:"egress"`
+	HandshakeTimeout time.Duration   `yaml:"handshake_timeout" help:"TLS handshake deadline"`
+	HeaderTimeout    time.Duration   `yaml:"header_timeout" help:"deadline for an HTTP/1.1 CONNECT request header"`
+	DialTimeout      time.Duration   `yaml:"dial_timeout" help:"deadline for connecting to a target"`
+	MaxStreams       int             `yaml:"max_streams" help:"open streams allowed per agent link"`
+	PingInterval     time.Duration   `yaml:"ping_interval" help:"how often to check that an agent link is alive"`
+	PingTimeout      time.Duration   `yaml:"ping_timeout" help:"how long an agent may take to answer a ping before its link is closed"`
+	ShutdownTimeout  time.Duration   `yaml:"shutdown_timeout" help:"how long open streams may finish on shutdown"`
+	IAM              serverIAMConfig `yaml:"iam"`
+	Log              logConfig       `yaml:"log"`
 
 	policy *egress.Policy
 }
@@ -80,6 +83,7 @@ func defaultServerConfig() serverConfig {
 		PingInterval:     30 * time.Second,
 		PingTimeout:      15 * time.Second,
 		ShutdownTimeout:  10 * time.Second,
+		IAM:              defaultServerIAM(),
 		Log:              defaultLog(),
 	}
 }
@@ -113,6 +117,9 @@ func (c *serverConfig) Validate() error {
 		return err
 	}
 	c.policy = p
+	if err := c.IAM.validate(); err != nil {
+		return err
+	}
 	return c.Log.validate()
 }
 
@@ -124,32 +131,50 @@ func runServer(ctx context.Context, env Env, args []string) error {
 Run the exit server: a standard HTTPS CONNECT proxy (HTTP/2 and HTTP/1.1)
 that requires a client certificate from your private CA and connects to
 targets under the egress policy. By default it refuses loopback, private,
-link-local (including cloud metadata) and unique-local targets.`)
+link-local (including cloud metadata) and unique-local targets.
+With --iam-allow it also checks the AWS IAM identity a stream proves
+(agents with --iam, or 'fluidity token'), through STS.`)
 	if _, err := parse(env, fs, &cfg, args); err != nil {
 		return err
 	}
 	log := cfg.Log.logger(env.Stderr)
-	srv, err := newExit(cfg, log)
+	srv, closeIAM, err := newExit(cfg, log)
 	if err != nil {
 		return err
 	}
+	defer closeIAM()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
+	}
+	if cfg.IAM.enabled() {
+		log.Info("IAM identity checks on", "required", cfg.IAM.Required, "server_id", cfg.IAM.ServerID,
+			"allow", cfg.IAM.Allow, "regions", cfg.IAM.Regions, "sts_endpoint", cfg.IAM.STSEndpoint)
 	}
 	log.Info("exit server listening", "addr", ln.Addr().String(), "allow_private", cfg.AllowPrivate)
 	return srv.Serve(ctx, ln)
 }
 
-// newExit builds an exit server from a validated configuration.
-func newExit(cfg serverConfig, log *slog.Logger) (*exit.Server, error) {
+// newExit builds an exit server from a validated configuration. The
+// returned func releases the IAM verifier, if any, once Serve has returned.
+func newExit(cfg serverConfig, log *slog.Logger) (srv *exit.Server, closeIAM func(), err error) {
+	closeIAM = func() {}
 	cert, key, ca, _ := cfg.files().resolve(pki.ServerCertFile, pki.ServerKeyFile)
 	tlsCfg, err := pki.ServerConfig(cert, key, ca)
 	if err != nil {
-		return nil, err
+		return nil, closeIAM, err
+	}
+	var authorize func(ctx context.Context, client string, h http.Header) (string, error)
+	if cfg.IAM.enabled() {
+		v, err := cfg.IAM.verifier(&iamauth.FailureLimiter{})
+		if err != nil {
+			return nil, closeIAM, err
+		}
+		closeIAM = func() { v.Close() }
+		authorize = (&iamAuthorizer{v: v, required: cfg.IAM.Required}).authorize
 	}
 	d := &egress.Dialer{Policy: cfg.policy, Timeout: cfg.DialTimeout}
-	return exit.New(exit.Config{
+	srv, err = exit.New(exit.Config{
 		TLS:              tlsCfg,
 		Dial:             d.DialContext,
 		HandshakeTimeout: cfg.HandshakeTimeout,
@@ -161,6 +186,12 @@ func newExit(cfg serverConfig, log *slog.Logger) (*exit.Server, error) {
 			PingInterval: cfg.PingInterval,
 			PingTimeout:  cfg.PingTimeout,
 		},
-		Logger: log,
+		Authorize: authorize,
+		Logger:    log,
 	})
+	if err != nil {
+		closeIAM()
+		return nil, func() {}, err
+	}
+	return srv, closeIAM, nil
 }

@@ -62,10 +62,11 @@ first run. It shows the whole path working; for a real exit elsewhere, see
 	if err := scfg.Validate(); err != nil {
 		return err
 	}
-	srv, err := newExit(scfg, log.With("side", "exit"))
+	srv, closeIAM, err := newExit(scfg, log.With("side", "exit"))
 	if err != nil {
 		return err
 	}
+	defer closeIAM() // a no-op: up has no IAM checks
 	exitLn, err := net.Listen("tcp", scfg.Listen)
 	if err != nil {
 		return err
@@ -79,11 +80,12 @@ first run. It shows the whole path working; for a real exit elsewhere, see
 		exitLn.Close()
 		return err
 	}
-	a, err := newAgent(acfg, log.With("side", "agent"))
+	a, closeAgentIAM, err := newAgent(ctx, acfg, log.With("side", "agent"))
 	if err != nil {
 		exitLn.Close()
 		return err
 	}
+	defer closeAgentIAM() // a no-op: up has no IAM identity
 	agentLn, err := agent.Listen(acfg.Listen, false)
 	if err != nil {
 		exitLn.Close()

@@ -11,4 +11,10 @@
 // Every origin the processes reach (plain HTTP, HTTPS, WebSocket and raw TCP
 // targets) runs inside the test process on 127.0.0.1, so each exit is started
 // with --allow-private unless a test is about the egress policy itself.
+//
+// The IAM tests run a fake STS (package awsfake, which checks SigV4
+// signatures with the AWS SDK's signer) in the test process too: exits reach
+// it through --iam-sts-endpoint, and agents and 'fluidity token' sign with
+// static keys given in their environment, from which the machine's own AWS
+// settings are removed.
 package e2e

@@ -65,9 +65,15 @@ func childEnv() []string {
 // ends, and its output is logged if the test failed.
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, name, childEnv(), args...)
+}
+
+// startProcEnv is startProc with the environment env.
+func startProcEnv(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(fluidityBin, args...)
-	p.cmd.Env = childEnv()
+	p.cmd.Env = env
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = &p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -204,9 +210,15 @@ func certsInit(t *testing.T) string {
 // and its address.
 func startReady(t *testing.T, name, ready string, args func(addr string) []string) (*proc, string) {
 	t.Helper()
+	return startReadyEnv(t, name, ready, childEnv(), args)
+}
+
+// startReadyEnv is startReady with the environment env.
+func startReadyEnv(t *testing.T, name, ready string, env []string, args func(addr string) []string) (*proc, string) {
+	t.Helper()
 	for attempt := 0; ; attempt++ {
 		addr := freeAddr(t)
-		p := startProc(t, name, args(addr)...)
+		p := startProcEnv(t, name, env, args(addr)...)
 		if p.waitLog(ready, 1, 10*time.Second) {
 			return p, addr
 		}
@@ -263,7 +275,13 @@ func startExitAt(t *testing.T, certs, addr string, extra ...string) *proc {
 // at exitAddr, and waits until it listens (not for the link).
 func startAgent(t *testing.T, certs, exitAddr string, extra ...string) (*proc, string) {
 	t.Helper()
-	return startReady(t, "agent", agentReady, func(addr string) []string {
+	return startAgentEnv(t, certs, exitAddr, childEnv(), extra...)
+}
+
+// startAgentEnv is startAgent with the environment env.
+func startAgentEnv(t *testing.T, certs, exitAddr string, env []string, extra ...string) (*proc, string) {
+	t.Helper()
+	return startReadyEnv(t, "agent", agentReady, env, func(addr string) []string {
 		return append([]string{"agent", "--listen", addr, "--server", exitAddr, "--certs", certs, "--log-level", "debug"}, extra...)
 	})
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"fluidity/internal/proxystatus"
 	"fluidity/internal/relay"
 )
 
@@ -71,14 +70,12 @@ type rawResponder struct {
 func (rr *rawResponder) fail(status int, errType, body string) {
 	resp := &http.Response{
 		StatusCode: status, ProtoMajor: 1, ProtoMinor: 1,
-		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "X-Content-Type-Options": {"nosniff"}},
+		Header:        make(http.Header),
 		ContentLength: int64(len(body) + 1),
 		Body:          io.NopCloser(strings.NewReader(body + "\n")),
 		Close:         true,
 	}
-	if errType != "" {
-		resp.Header.Set("Proxy-Status", proxystatus.Format(errType, body))
-	}
+	setErrorHeader(resp.Header, status, errType, body)
 	resp.Write(rr.conn)
 }
 

@@ -94,15 +94,26 @@ func inferErrorType(err error) string {
 	return ""
 }
 
-// writeError answers with status and a short plain-text body, and with a
-// Proxy-Status header when errType is known.
+// proxyAuthenticate is the challenge a 407 carries.
+const proxyAuthenticate = `Bearer realm="fluidity"`
+
+// writeError answers with status and a short plain-text body.
 func writeError(w http.ResponseWriter, status int, errType, body string) {
-	h := w.Header()
+	setErrorHeader(w.Header(), status, errType, body)
+	w.WriteHeader(status)
+	fmt.Fprintln(w, body)
+}
+
+// setErrorHeader sets the header fields of an error answer: a Proxy-Status
+// when errType is known, and the challenge a 407 must carry (RFC 9110
+// §11.7.1): the exit wants the bearer token the agent sends with --iam.
+func setErrorHeader(h http.Header, status int, errType, body string) {
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	if errType != "" {
 		h.Set("Proxy-Status", proxystatus.Format(errType, body))
 	}
-	w.WriteHeader(status)
-	fmt.Fprintln(w, body)
+	if status == http.StatusProxyAuthRequired {
+		h.Set("Proxy-Authenticate", proxyAuthenticate)
+	}
 }

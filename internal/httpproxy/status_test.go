@@ -38,6 +38,12 @@ func TestDialErrorsAreAnsweredWithTheirReason(t *testing.T) {
 			reason:  "open stream: context deadline exceeded",
 		},
 		{
+			name:   "an exit that wants an IAM token is answered 407 with a challenge",
+			err:    statusError{http.StatusProxyAuthRequired, "no IAM token"},
+			status: http.StatusProxyAuthRequired,
+			reason: "no IAM token",
+		},
+		{
 			name:   "an error that gives no status is answered 502",
 			err:    errors.New("something broke"),
 			status: http.StatusBadGateway,
@@ -71,6 +77,9 @@ func TestDialErrorsAreAnsweredWithTheirReason(t *testing.T) {
 				}
 				if !strings.Contains(body, tt.reason) {
 					t.Errorf("body %q does not give the reason %q", body, tt.reason)
+				}
+				if got, want := res.Header.Get("Proxy-Authenticate") != "", tt.status == http.StatusProxyAuthRequired; got != want {
+					t.Errorf("Proxy-Authenticate present: %v, want %v", got, want)
 				}
 				ps := res.Header.Get("Proxy-Status")
 				if tt.errType == "" {

@@ -100,7 +100,10 @@ func TestManyFreshTokensAtOnce(t *testing.T) {
 		toks[i] = mint(t, p, serverID, now)
 	}
 	ignore := goleak.IgnoreCurrent()
-	v, err := iamauth.New(iamauth.Config{ServerID: serverID, Endpoints: map[string]string{region: fake.URL}, Allow: []string{account}})
+	// The test is about concurrency, not STS latency: 200 signature checks at
+	// once under the race detector on a busy machine can take longer than
+	// the default 5s per call.
+	v, err := iamauth.New(iamauth.Config{ServerID: serverID, Endpoints: map[string]string{region: fake.URL}, Allow: []string{account}, Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
