@@ -43,6 +43,13 @@ type Config struct {
 	// and closing it. If PingInterval is zero, no pings are sent. If
 	// PingTimeout is zero, 10s is used.
 	PingInterval, PingTimeout time.Duration
+	// StreamIdleTimeout resets a stream on which nothing has been sent or
+	// received for this long, freeing both ends. If zero, streams may idle
+	// forever (a quiet SSH session is a legitimate open stream).
+	StreamIdleTimeout time.Duration
+	// LinkIdleTimeout closes the connection (with GOAWAY) once it has had no
+	// open stream for this long. If zero, idle connections stay up.
+	LinkIdleTimeout time.Duration
 	// ShutdownTimeout (servers only) is how long open streams may finish
 	// once Serve's context ends: the server sends GOAWAY, refuses new
 	// streams and closes the connection when the last stream ends or the
@@ -91,7 +98,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("tunnel: stream window %d out of range [%d, 2^31-1]", c.StreamWindow, initialWindow)
 	case c.MaxFrameSize < minFrameSize || c.MaxFrameSize > maxFrameSizeLim:
 		return c, fmt.Errorf("tunnel: max frame size %d out of range [16384, 16777215]", c.MaxFrameSize)
-	case c.MaxStreams < 0 || c.MaxHeaderBytes < 0 || c.PingInterval < 0 || c.PingTimeout < 0:
+	case c.MaxStreams < 0 || c.MaxHeaderBytes < 0 || c.PingInterval < 0 || c.PingTimeout < 0 ||
+		c.StreamIdleTimeout < 0 || c.LinkIdleTimeout < 0:
 		return c, errors.New("tunnel: negative limit in config")
 	}
 	return c, nil
@@ -267,6 +275,63 @@ func (c *Conn) start() {
 	if c.cfg.PingInterval > 0 {
 		c.wg.Add(1)
 		go c.pingLoop()
+	}
+	if c.cfg.StreamIdleTimeout > 0 || c.cfg.LinkIdleTimeout > 0 {
+		c.wg.Add(1)
+		go c.idleLoop()
+	}
+}
+
+// ErrIdle is the reason given for streams and connections closed for
+// idleness.
+var ErrIdle = errors.New("idle timeout")
+
+// idleLoop resets streams that have been idle for StreamIdleTimeout and
+// closes the connection once it has had no stream for LinkIdleTimeout. One
+// sweep looks at every stream, so 10,000 streams need no timer each; a
+// stream is reset between one and 1¼ timeouts after its last byte.
+func (c *Conn) idleLoop() {
+	defer c.wg.Done()
+	period := time.Hour
+	for _, d := range []time.Duration{c.cfg.StreamIdleTimeout, c.cfg.LinkIdleTimeout} {
+		if d > 0 {
+			period = min(period, max(d/4, 10*time.Millisecond))
+		}
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	emptySince := time.Now()
+	var idle []*Stream
+	for {
+		select {
+		case <-c.done:
+			return
+		case now := <-t.C:
+			idle = idle[:0]
+			c.mu.Lock()
+			n := len(c.streams)
+			if c.cfg.StreamIdleTimeout > 0 {
+				cutoff := now.Add(-c.cfg.StreamIdleTimeout).UnixNano()
+				for _, s := range c.streams {
+					if s.lastActive.Load() < cutoff {
+						idle = append(idle, s)
+					}
+				}
+			}
+			c.mu.Unlock()
+			for _, s := range idle {
+				c.log.Info("stream idle: reset", "remote", c.nc.RemoteAddr().String(), "stream", s.id, "idle_timeout", c.cfg.StreamIdleTimeout)
+				c.resetStream(s, http2.ErrCodeCancel, fmt.Errorf("%w: nothing sent or received for %v", ErrIdle, c.cfg.StreamIdleTimeout))
+			}
+			if n > 0 {
+				emptySince = now
+			} else if c.cfg.LinkIdleTimeout > 0 && now.Sub(emptySince) >= c.cfg.LinkIdleTimeout {
+				c.log.Info("link idle: closing", "remote", c.nc.RemoteAddr().String(), "idle_timeout", c.cfg.LinkIdleTimeout)
+				c.sendGoAway(http2.ErrCodeNo, time.Second)
+				c.fail(fmt.Errorf("%w: no stream for %v", ErrIdle, c.cfg.LinkIdleTimeout))
+				return
+			}
+		}
 	}
 }
 

@@ -359,3 +359,46 @@ func TestCloseDoesNotWaitForAWriterBlockedOnItsSource(t *testing.T) {
 		t.Fatal("ReadFrom did not return after its source closed")
 	}
 }
+
+func TestIdleStreamIsResetAndBusyStreamIsNot(t *testing.T) {
+	p := newPair(t, Config{}, Config{StreamIdleTimeout: 300 * time.Millisecond}, nil)
+	idle, idleSrv := p.dial(t)
+	defer idle.Close()
+	defer idleSrv.Close()
+	busy, busySrv := p.dial(t)
+	defer busy.Close()
+	defer busySrv.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				busy.Write([]byte("x"))
+			}
+		}
+	}()
+	go io.Copy(io.Discard, busySrv)
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := idle.Read(make([]byte, 1))
+	if !errors.Is(err, ErrStreamReset) {
+		t.Fatalf("idle stream read: %v, want a reset", err)
+	}
+	if _, err := busy.Write([]byte("still up")); err != nil {
+		t.Fatalf("busy stream was closed too: %v", err)
+	}
+}
+
+func TestIdleLinkIsClosed(t *testing.T) {
+	p := newPair(t, Config{}, Config{LinkIdleTimeout: 200 * time.Millisecond}, nil)
+	cs, ss := p.dial(t)
+	cs.Close()
+	ss.Close()
+	select {
+	case <-p.client.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("idle link was not closed")
+	}
+}

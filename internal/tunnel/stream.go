@@ -55,6 +55,7 @@ type Stream struct {
 	linger   *time.Timer // guarded by mu; set by Close while waiting for the peer's END_STREAM
 
 	sent, received atomic.Int64
+	lastActive     atomic.Int64 // unix nanos of the last byte either way, for StreamIdleTimeout
 }
 
 type chunk struct {
@@ -63,12 +64,22 @@ type chunk struct {
 }
 
 func newStream(c *Conn, id uint32) *Stream {
-	return &Stream{
+	s := &Stream{
 		c:          c,
 		id:         id,
 		resp:       make(chan struct{}),
 		recvWindow: int64(c.cfg.StreamWindow),
 		readWake:   make(chan struct{}, 1),
+	}
+	s.lastActive.Store(time.Now().UnixNano())
+	return s
+}
+
+// touch records activity for the idle timeout (only when one is set: it
+// reads the clock).
+func (s *Stream) touch() {
+	if s.c.cfg.StreamIdleTimeout > 0 {
+		s.lastActive.Store(time.Now().UnixNano())
 	}
 }
 
@@ -120,6 +131,7 @@ func (s *Stream) deliver(buf *[]byte, p []byte, flowLen int, end bool) {
 	if len(p) > 0 && s.rerr == nil {
 		s.chunks = append(s.chunks, chunk{buf, p})
 		s.received.Add(int64(len(p)))
+		s.touch()
 		// Padding consumes window but carries nothing: give it back now.
 		incr = s.consumedLocked(flowLen - len(p))
 	} else {
@@ -371,6 +383,7 @@ func (s *Stream) queueFrame(p, room []byte) (*outFrame, int, error) {
 			own := c.enqueue(f, true)
 			c.mu.Unlock()
 			s.sent.Add(n)
+			s.touch()
 			if own {
 				return nil, int(n), c.writeNow(f)
 			}
