@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -50,6 +51,12 @@ type Stream struct {
 	recvWindow int64 // credit the peer has left on this stream
 	unacked    int64 // bytes consumed and not yet given back
 	readWake   chan struct{}
+	// sink is the TCP connection WriteTo is copying to, if any: the read
+	// loop writes arriving data to it directly when nothing is pending
+	// (deliver). sinkBusy is set while a goroutine writes to it outside mu.
+	sink     syscall.RawConn
+	sinkBusy bool
+	sunk     int64 // bytes the read loop wrote to sink, reported by WriteTo
 
 	rdl, wdl deadline
 	linger   *time.Timer // guarded by mu; set by Close while waiting for the peer's END_STREAM
@@ -128,12 +135,33 @@ func (s *Stream) deliver(buf *[]byte, p []byte, flowLen int, end bool) {
 		return
 	}
 	var incr int64
+	wake := end // a reader needs waking for new data or the end of it
 	if len(p) > 0 && s.rerr == nil {
-		s.chunks = append(s.chunks, chunk{buf, p})
 		s.received.Add(int64(len(p)))
 		s.touch()
-		// Padding consumes window but carries nothing: give it back now.
-		incr = s.consumedLocked(flowLen - len(p))
+		written := 0
+		if s.sink != nil && len(s.chunks) == 0 && !s.sinkBusy {
+			// Nothing is pending and the relay goroutine is idle: write
+			// straight to its destination, without waking it. The write
+			// never waits; what the socket does not take now is queued
+			// for the relay goroutine as usual.
+			sink := s.sink
+			s.sinkBusy = true
+			s.mu.Unlock()
+			written, _ = tryWrite(sink, p)
+			s.mu.Lock()
+			s.sinkBusy = false
+			s.sunk += int64(written)
+		}
+		if written < len(p) && !s.closed {
+			s.chunks = append(s.chunks, chunk{buf, p[written:]})
+			wake = true
+		} else if buf != nil {
+			putBuf(buf, s.c.large)
+		}
+		// What was written, and padding (which carries nothing), is
+		// consumed now.
+		incr = s.consumedLocked(written + flowLen - len(p))
 	} else {
 		if buf != nil {
 			putBuf(buf, s.c.large)
@@ -145,7 +173,9 @@ func (s *Stream) deliver(buf *[]byte, p []byte, flowLen int, end bool) {
 	}
 	s.mu.Unlock()
 	s.sendWindowUpdate(incr)
-	s.notifyRead()
+	if wake {
+		s.notifyRead()
+	}
 	if end {
 		s.maybeFinish()
 	}
@@ -279,10 +309,19 @@ func (s *Stream) readEndLocked() error {
 
 // WriteTo writes received data to w straight from the receive buffers,
 // until END_STREAM (returning nil) or an error.
-func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+func (s *Stream) WriteTo(w io.Writer) (total int64, err error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	var total int64
+	s.mu.Lock()
+	s.sink = sinkOf(w)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.sink = nil
+		total += s.sunk
+		s.sunk = 0
+		s.mu.Unlock()
+	}()
 	for {
 		s.mu.Lock()
 		if s.closed {
@@ -293,13 +332,14 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 			s.mu.Unlock()
 			return total, os.ErrDeadlineExceeded
 		}
-		if len(s.chunks) > 0 {
+		if len(s.chunks) > 0 && !s.sinkBusy {
 			ch := s.chunks[0]
 			s.chunks[0] = chunk{}
 			s.chunks = s.chunks[1:]
 			if len(s.chunks) == 0 {
 				s.chunks = nil
 			}
+			s.sinkBusy = true
 			s.mu.Unlock()
 			n, err := w.Write(ch.data)
 			if ch.buf != nil {
@@ -307,6 +347,7 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 			}
 			total += int64(n)
 			s.mu.Lock()
+			s.sinkBusy = false
 			incr := s.consumedLocked(len(ch.data))
 			s.mu.Unlock()
 			s.sendWindowUpdate(incr)

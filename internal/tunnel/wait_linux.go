@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,4 +64,47 @@ func idleReader(r io.Reader) func(get func() *[]byte, put func(*[]byte), beforeB
 		}
 		return buf, n, nil
 	}
+}
+
+// sinkOf returns the raw connection of a TCP destination, for the read
+// loop's non-blocking writes (see Stream.deliver), or nil.
+func sinkOf(w io.Writer) syscall.RawConn {
+	tc, ok := w.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// tryWrite writes as much of p to rc as the socket takes now, without ever
+// waiting: it returns the count written, and an error only for a failure
+// other than a full socket buffer.
+func tryWrite(rc syscall.RawConn, p []byte) (int, error) {
+	var (
+		n    int
+		werr error
+	)
+	err := rc.Write(func(fd uintptr) bool {
+		for {
+			n, werr = unix.Write(int(fd), p)
+			if werr != unix.EINTR {
+				break
+			}
+		}
+		return true // never wait: the caller keeps what did not fit
+	})
+	if n < 0 {
+		n = 0
+	}
+	if err != nil {
+		return n, err
+	}
+	if werr == unix.EAGAIN {
+		werr = nil
+	}
+	return n, werr
 }
