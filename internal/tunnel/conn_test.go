@@ -422,11 +422,9 @@ func TestWriteToATCPDestinationKeepsOrderAndCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reader.Close()
-	// A small receive buffer and a slow start make the socket refuse some
-	// writes, so data arrives both ways: written by the read loop and
+	// The reader starts late, so the socket buffers fill and refuse some
+	// writes: data then arrives both ways, written by the read loop and
 	// queued for the relay goroutine.
-	reader.(*net.TCPConn).SetReadBuffer(8 << 10)
-	dst.(*net.TCPConn).SetWriteBuffer(8 << 10)
 
 	const size = 16 << 20
 	data := make([]byte, size)
