@@ -23,3 +23,4 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadRequest -fuzztime 60s ./internal/socks5/
 	$(GO) test -run '^$$' -fuzz FuzzLoadYAML -fuzztime 60s ./internal/config/
+	$(GO) test -run '^$$' -fuzz FuzzAgentPort -fuzztime 60s ./internal/faults/

@@ -182,8 +182,12 @@ func (c *Client) Run(ctx context.Context) error {
 		if err == nil {
 			err = ErrLinkClosed
 		}
-		if time.Since(upAt) > c.cfg.BackoffMax {
-			failures = 0 // it was healthy for a while: start over
+		// A link that came up proved the exit healthy: its loss starts a new
+		// series of attempts, retried at once (within the jitter). Only a
+		// link that dies right after it came up counts as one more failure,
+		// so an exit that accepts and then drops is not hammered.
+		if time.Since(upAt) >= flapThreshold {
+			failures = 0
 		}
 		delay := c.backoff(failures)
 		failures++
@@ -194,6 +198,10 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// flapThreshold is how long a link must have lived for its loss not to
+// count as a failed attempt.
+const flapThreshold = time.Second
 
 // backoff is the delay before attempt n+1: exponential with "equal jitter"
 // (half fixed, half random), capped at BackoffMax.
