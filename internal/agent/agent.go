@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,17 +45,49 @@ type Config struct {
 	// ShutdownTimeout is how long open connections may drain on shutdown.
 	// If zero, 10s is used.
 	ShutdownTimeout time.Duration
+	// MaxConnections bounds the client connections open at once; more are
+	// closed as soon as they are accepted, with a log line. If zero, 4096.
+	MaxConnections int
+	// IAM describes the IAM identity the agent proves, for Report ("" if
+	// none).
+	IAM string
+	// Observer, if set, is told about streams and results, for metrics.
+	Observer Observer
 	// Logger receives one line per stream and link events. Nil discards.
 	Logger *slog.Logger
 }
 
+// Observer is told what an Agent does, for metrics. Its methods are called
+// on the client connection's goroutine, once per stream or request (never
+// per byte), and must return quickly.
+type Observer interface {
+	// StreamOpened reports a tunnel stream opened, setup after it was
+	// asked for.
+	StreamOpened(setup time.Duration)
+	// Result reports how a client request ended: frontend is "connect",
+	// "forward" or "socks5", reason one of the metrics.Reason values.
+	Result(frontend, reason string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) StreamOpened(time.Duration) {}
+func (nopObserver) Result(string, string)      {}
+
 // Agent is a running local proxy.
 type Agent struct {
-	cfg    Config // immutable after New
-	log    *slog.Logger
-	client *tunnel.Client
-	http   *httpproxy.Handler
-	socks  *socks5.Server
+	cfg      Config // immutable after New
+	log      *slog.Logger
+	obs      Observer // never nil
+	identity string   // the client certificate's name
+	client   *tunnel.Client
+	http     *httpproxy.Handler
+	socks    *socks5.Server
+
+	listenAddr atomic.Pointer[string] // set by Serve while it listens; nil otherwise
+	conns      connCounter
+	httpConns  sync.Map // net.Conn → *httpConn: connections the HTTP server owns
+	streams    streamSet
 
 	// busy counts HTTP requests being served (a CONNECT tunnel or an
 	// upgraded connection is served until it ends) and SOCKS5 connections.
@@ -83,6 +116,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = 4096
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -94,22 +130,26 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	return &Agent{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		client: client,
-		http:   &httpproxy.Handler{Dial: client.Dial, Logger: cfg.Logger},
-		socks:  &socks5.Server{Dial: client.Dial, Logger: cfg.Logger, HandshakeTimeout: cfg.SOCKSTimeout},
-	}, nil
+	a := &Agent{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		obs:      cfg.Observer,
+		identity: certName(cfg.TLS),
+		client:   client,
+	}
+	if a.obs == nil {
+		a.obs = nopObserver{}
+	}
+	a.streams.open = make(map[*stream]struct{})
+	streamLog := cfg.Logger.With("identity", a.identity)
+	a.http = &httpproxy.Handler{Dial: a.Dial, Logger: streamLog, Hooks: httpproxy.Hooks{Ended: a.httpEnded}}
+	a.socks = &socks5.Server{Dial: a.Dial, Logger: streamLog, HandshakeTimeout: cfg.SOCKSTimeout,
+		Hooks: socks5.Hooks{Ended: a.socksEnded}}
+	return a, nil
 }
 
 // Status reports the tunnel link's state.
 func (a *Agent) Status() tunnel.Status { return a.client.Status() }
-
-// Dial opens a stream through the tunnel, as the front-ends do.
-func (a *Agent) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	return a.client.Dial(ctx, network, addr)
-}
 
 // Listen opens the agent's listener. A non-loopback address is refused
 // unless allowNonLoopback is set: an open proxy on a LAN is a hazard.
@@ -159,6 +199,8 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       a.cfg.IdleTimeout,
 		MaxHeaderBytes:    a.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+		ConnContext:       a.connContext,
+		ConnState:         a.connState,
 	}
 	wg.Add(1)
 	go func() {
@@ -172,7 +214,10 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	var conns sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	a.log.Info("agent listening", "addr", ln.Addr().String(), "exit", a.cfg.Exit)
+	addr := ln.Addr().String()
+	a.listenAddr.Store(&addr)
+	defer a.listenAddr.Store(nil)
+	a.log.Info("agent listening", "addr", addr, "exit", a.cfg.Exit, "identity", a.identity)
 	var acceptErr error
 	for {
 		nc, err := ln.Accept()
@@ -187,10 +232,16 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			break
 		}
+		if !a.conns.acquire(a.cfg.MaxConnections) {
+			a.refuseConn(nc)
+			continue
+		}
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
-			a.serveConn(connCtx, nc, httpLn)
+			if !a.serveConn(connCtx, nc, httpLn) {
+				a.conns.release()
+			}
 		}()
 	}
 
@@ -209,9 +260,15 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // serveHTTP serves one request with the HTTP front-end, counted in busy.
+// A request body that sends nothing for IdleTimeout is cut off: the
+// server's ReadHeaderTimeout covers only the header.
 func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	a.busy.Add(1)
 	defer a.busy.Add(-1)
+	defer a.releaseIfHijacked(r)
+	if r.Method != http.MethodConnect && r.Body != nil && r.Body != http.NoBody {
+		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: a.cfg.IdleTimeout}
+	}
 	a.http.ServeHTTP(w, r)
 }
 
@@ -229,14 +286,16 @@ func (a *Agent) waitIdle(ctx context.Context) {
 	}
 }
 
-// serveConn tells SOCKS5 from HTTP by the first byte.
-func (a *Agent) serveConn(ctx context.Context, nc net.Conn, httpLn *chanListener) {
+// serveConn tells SOCKS5 from HTTP by the first byte. It reports whether
+// it handed the connection to the HTTP server, which then owns it; else the
+// connection is closed when serveConn returns.
+func (a *Agent) serveConn(ctx context.Context, nc net.Conn, httpLn *chanListener) (handedOff bool) {
 	nc.SetReadDeadline(time.Now().Add(a.cfg.HeaderTimeout))
 	first, conn, err := peekFirstByte(nc)
 	if err != nil {
 		a.log.Debug("client sent nothing", "client", nc.RemoteAddr().String(), "err", err)
 		nc.Close()
-		return
+		return false
 	}
 	conn.SetReadDeadline(time.Time{})
 	switch first {
@@ -244,17 +303,19 @@ func (a *Agent) serveConn(ctx context.Context, nc net.Conn, httpLn *chanListener
 		a.busy.Add(1)
 		defer a.busy.Add(-1)
 		a.socks.ServeConn(ctx, conn)
-		return
+		return false
 	case 'C':
 		// Most tunnels begin with CONNECT: serve those on the bare socket,
 		// without an HTTP server's buffers and goroutine hand-offs.
 		if conn = a.serveLeadingConnect(conn); conn == nil {
-			return
+			return false
 		}
 	}
 	if !httpLn.deliver(conn) {
 		conn.Close()
+		return false
 	}
+	return true
 }
 
 // serveLeadingConnect reads the first request head. A CONNECT is served
@@ -267,8 +328,9 @@ func (a *Agent) serveLeadingConnect(conn net.Conn) net.Conn {
 	br := bufio.NewReaderSize(rec, 4<<10)
 	req, err := http.ReadRequest(br)
 	if err != nil || req.Method != http.MethodConnect {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		// A header still arriving at the deadline can surface as a parse
+		// error of the part read so far: the read error tells the truth.
+		if errors.Is(rec.err, os.ErrDeadlineExceeded) {
 			conn.Close()
 			return nil
 		}
@@ -287,15 +349,19 @@ func (a *Agent) serveLeadingConnect(conn net.Conn) net.Conn {
 	return nil
 }
 
-// recorder keeps a copy of what is read through it.
+// recorder keeps a copy of what is read through it, and the last error.
 type recorder struct {
 	r   io.Reader
 	buf []byte
+	err error
 }
 
 func (r *recorder) Read(p []byte) (int, error) {
 	n, err := r.r.Read(p)
 	r.buf = append(r.buf, p[:n]...)
+	if err != nil {
+		r.err = err
+	}
 	return n, err
 }
 

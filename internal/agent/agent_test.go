@@ -37,6 +37,12 @@ func startPair(t *testing.T, exitDown bool, linkWait time.Duration) (agentAddr s
 // agent and waits for Serve to return.
 func startPairStop(t *testing.T, exitDown bool, linkWait time.Duration) (agentAddr string, a *Agent, stop func() error) {
 	t.Helper()
+	return startPairWith(t, exitDown, linkWait, nil)
+}
+
+// startPairWith is startPairStop with the agent's Config adjusted by tweak.
+func startPairWith(t *testing.T, exitDown bool, linkWait time.Duration, tweak func(*Config)) (agentAddr string, a *Agent, stop func() error) {
+	t.Helper()
 	dir := t.TempDir()
 	if err := pki.Init(pki.InitOptions{Dir: dir}); err != nil {
 		t.Fatal(err)
@@ -68,14 +74,18 @@ func startPairStop(t *testing.T, exitDown bool, linkWait time.Duration) (agentAd
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err = New(Config{
+	cfg := Config{
 		Exit:            exitAddr,
 		TLS:             cliTLS,
 		Tunnel:          tunnel.ClientConfig{WaitTimeout: linkWait, BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
 		HeaderTimeout:   time.Second,
 		ShutdownTimeout: 5 * time.Second,
 		Logger:          slog.New(slog.DiscardHandler),
-	})
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	a, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,11 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"fluidity/internal/admin"
 	"fluidity/internal/agent"
+	"fluidity/internal/metrics"
 	"fluidity/internal/pki"
 	"fluidity/internal/tunnel"
 )
@@ -27,8 +31,12 @@ type agentConfig struct {
 	LinkWait         time.Duration  `yaml:"link_wait" help:"how long a new client connection waits for the link before it gets 503"`
 	DialTimeout      time.Duration  `yaml:"dial_timeout" help:"deadline for connecting to the exit (TCP, TLS and first ping)"`
 	HeaderTimeout    time.Duration  `yaml:"header_timeout" help:"deadline for a client's request header or SOCKS5 negotiation"`
-	IdleTimeout      time.Duration  `yaml:"idle_timeout" help:"idle keep-alive client connections are closed after this"`
+	IdleTimeout      time.Duration  `yaml:"idle_timeout" help:"idle keep-alive client connections, and request bodies that send nothing, are cut off after this"`
 	ShutdownTimeout  time.Duration  `yaml:"shutdown_timeout" help:"how long open connections may finish on shutdown"`
+	MaxConnections   int            `yaml:"max_connections" help:"client connections open at once; more are closed at once, with a log line"`
+	Admin            string         `yaml:"admin" help:"admin listener for metrics, health checks and 'fluidity status' (empty: off)"`
+	AdminPprof       bool           `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
+	AdminNonLoopback bool           `yaml:"admin_allow_non_loopback" help:"permit a non-loopback --admin address (its endpoints have no authentication)"`
 	IAM              agentIAMConfig `yaml:"iam"`
 	Log              logConfig      `yaml:"log"`
 }
@@ -44,6 +52,8 @@ func defaultAgentConfig() agentConfig {
 		HeaderTimeout:   10 * time.Second,
 		IdleTimeout:     2 * time.Minute,
 		ShutdownTimeout: 10 * time.Second,
+		MaxConnections:  4096,
+		Admin:           defaultAgentAdmin,
 		IAM:             defaultAgentIAM(),
 		Log:             defaultLog(),
 	}
@@ -77,6 +87,12 @@ func (c *agentConfig) Validate() error {
 			return fmt.Errorf("%s: must be positive (example: 10s)", d.key)
 		}
 	}
+	if c.MaxConnections < 1 {
+		return errors.New("max_connections: must be at least 1 (default 4096)")
+	}
+	if err := validateAdmin(c.Admin); err != nil {
+		return err
+	}
 	if err := c.IAM.validate(); err != nil {
 		return err
 	}
@@ -96,7 +112,8 @@ IAM identity, for exits that check it (see 'fluidity token').`)
 		return err
 	}
 	log := cfg.Log.logger(env.Stderr)
-	a, closeIAM, err := newAgent(ctx, cfg, log)
+	reg := metrics.NewRegistry()
+	a, closeIAM, err := newAgent(ctx, cfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -105,13 +122,36 @@ IAM identity, for exits that check it (see 'fluidity token').`)
 	if err != nil {
 		return err
 	}
-	return a.Serve(ctx, ln)
+	adminLn, err := listenAdmin(cfg.Admin, cfg.AdminNonLoopback, "--admin-allow-non-loopback", log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if adminLn != nil {
+		log.Info("admin listening", "addr", adminLn.Addr().String(), "pprof", cfg.AdminPprof)
+	}
+	return serveWithAdmin(ctx, adminLn, agentAdmin(a, reg, cfg.AdminPprof, log), func(ctx context.Context) error {
+		return a.Serve(ctx, ln)
+	})
 }
 
-// newAgent builds an agent from a validated configuration. With IAM on it
-// starts the token source, which the returned func closes once Serve has
-// returned; ctx bounds the credential check.
-func newAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (a *agent.Agent, closeIAM func(), err error) {
+// agentAdmin is the admin configuration of an agent: its metrics, its
+// readiness (link up) and its status report.
+func agentAdmin(a *agent.Agent, reg *prometheus.Registry, pprof bool, log *slog.Logger) admin.Config {
+	return admin.Config{
+		Gatherer: reg,
+		Ready:    a.Ready,
+		Status:   func() any { return a.Report() },
+		Pprof:    pprof,
+		Logger:   log,
+	}
+}
+
+// newAgent builds an agent from a validated configuration, with its
+// metrics registered on reg. With IAM on it starts the token source, which
+// the returned func closes once Serve has returned; ctx bounds the
+// credential check.
+func newAgent(ctx context.Context, cfg agentConfig, log *slog.Logger, reg prometheus.Registerer) (a *agent.Agent, closeIAM func(), err error) {
 	closeIAM = func() {}
 	cert, key, ca, _ := cfg.files().resolve(pki.ClientCertFile, pki.ClientKeyFile)
 	tlsCfg, err := pki.ClientConfig(cert, key, ca, cfg.ServerName)
@@ -123,10 +163,13 @@ func newAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (a *agent.
 		DialTimeout: cfg.DialTimeout,
 		WaitTimeout: cfg.LinkWait,
 	}
+	var iam string
 	if src := agentTokens(ctx, cfg.IAM, log); src != nil {
 		tcfg.Header = bearerHeader(src)
 		closeIAM = func() { src.Close() }
+		iam = cfg.IAM.describe()
 	}
+	m := metrics.NewAgent(reg, func() metrics.AgentSnapshot { return a.Snapshot() })
 	a, err = agent.New(agent.Config{
 		Exit:            cfg.Server,
 		TLS:             tlsCfg,
@@ -135,6 +178,9 @@ func newAgent(ctx context.Context, cfg agentConfig, log *slog.Logger) (a *agent.
 		IdleTimeout:     cfg.IdleTimeout,
 		SOCKSTimeout:    cfg.HeaderTimeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		MaxConnections:  cfg.MaxConnections,
+		IAM:             iam,
+		Observer:        m,
 		Logger:          log,
 	})
 	if err != nil {

@@ -34,6 +34,7 @@ func commands() []command {
 		{"up", "run an exit server and an agent on this machine (the local default)", runUp},
 		{"agent", "run the local proxy, connected to an exit server", runAgent},
 		{"server", "run the exit server", runServer},
+		{"status", "ask the running agent how its link is", runStatus},
 		{"certs", "create a private CA and certificates (certs init, certs issue-client)", runCerts},
 		{"token", "print a fresh IAM token for an exit that checks AWS identities", runToken},
 		{"version", "print the version", runVersion},

@@ -106,6 +106,18 @@ type agentIAMConfig struct {
 	ServerID string `yaml:"server_id" flag:"iam-server-id" help:"the exit's iam.server_id, which tokens are bound to"`
 }
 
+// describe says which credentials the agent proves, for its status.
+func (c *agentIAMConfig) describe() string {
+	d := "on, server_id " + c.ServerID
+	if c.Profile != "" {
+		d += ", profile " + c.Profile
+	}
+	if c.Region != "" {
+		d += ", region " + c.Region
+	}
+	return d
+}
+
 func defaultAgentIAM() agentIAMConfig { return agentIAMConfig{ServerID: defaultIAMServerID} }
 
 func (c *agentIAMConfig) validate() error {

@@ -25,7 +25,7 @@ func WriteReference(w io.Writer) {
 	}{
 		{"server", "fluidity server", ptr(defaultServerConfig())},
 		{"agent", "fluidity agent", ptr(defaultAgentConfig())},
-		{"up", "fluidity up", &upConfig{Listen: "127.0.0.1:8080", AllowPrivate: true, Log: defaultLog()}},
+		{"up", "fluidity up", ptr(defaultUpConfig())},
 		{"certs init", "fluidity certs init", &certsInitConfig{ClientName: "fluidity-client"}},
 		{"certs issue-client", "fluidity certs issue-client", &issueClientConfig{}},
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"fluidity/internal/agent"
+	"fluidity/internal/metrics"
 	"fluidity/internal/pki"
 )
 
@@ -18,12 +19,21 @@ type upConfig struct {
 	Listen       string    `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
 	StateDir     string    `yaml:"state_dir" help:"where the local certificates are kept (default: fluidity in your config directory)"`
 	AllowPrivate bool      `yaml:"allow_private" help:"let the local exit reach loopback and private addresses (on by default for local use)"`
+	Admin        string    `yaml:"admin" help:"admin listener (loopback) for metrics, health checks and 'fluidity status' (empty: off)"`
+	AdminPprof   bool      `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
 	Log          logConfig `yaml:"log"`
+}
+
+func defaultUpConfig() upConfig {
+	return upConfig{Listen: "127.0.0.1:8080", AllowPrivate: true, Admin: defaultAgentAdmin, Log: defaultLog()}
 }
 
 func (c *upConfig) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not host:port (example: 127.0.0.1:8080)", c.Listen)
+	}
+	if err := validateAdmin(c.Admin); err != nil {
+		return err
 	}
 	return c.Log.validate()
 }
@@ -37,7 +47,7 @@ func defaultStateDir() string {
 }
 
 func runUp(ctx context.Context, env Env, args []string) error {
-	cfg := upConfig{Listen: "127.0.0.1:8080", AllowPrivate: true, Log: defaultLog()}
+	cfg := defaultUpConfig()
 	fset := newFlagSet(env, "up", "up [--listen ADDR] [--state-dir DIR]", `
 Run Fluidity on this machine: an exit server on a loopback port and the
 local proxy in front of it, in one process, with certificates made on the
@@ -62,7 +72,9 @@ first run. It shows the whole path working; for a real exit elsewhere, see
 	if err := scfg.Validate(); err != nil {
 		return err
 	}
-	srv, closeIAM, err := newExit(scfg, log.With("side", "exit"))
+	// One registry for both sides: their metric names differ.
+	reg := metrics.NewRegistry()
+	srv, closeIAM, err := newExit(scfg, log.With("side", "exit"), metrics.NewExit(reg, 0))
 	if err != nil {
 		return err
 	}
@@ -80,7 +92,7 @@ first run. It shows the whole path working; for a real exit elsewhere, see
 		exitLn.Close()
 		return err
 	}
-	a, closeAgentIAM, err := newAgent(ctx, acfg, log.With("side", "agent"))
+	a, closeAgentIAM, err := newAgent(ctx, acfg, log.With("side", "agent"), reg)
 	if err != nil {
 		exitLn.Close()
 		return err
@@ -91,14 +103,27 @@ first run. It shows the whole path working; for a real exit elsewhere, see
 		exitLn.Close()
 		return err
 	}
+	adminLn, err := listenAdmin(cfg.Admin, false, "--admin-allow-non-loopback on 'fluidity agent'", log)
+	if err != nil {
+		exitLn.Close()
+		agentLn.Close()
+		return err
+	}
 
 	proxy := agentLn.Addr().String()
 	fmt.Fprintf(env.Stdout, `Fluidity is up: local proxy on %s, exit on %s.
 HTTP, HTTPS (CONNECT) and SOCKS5 all use that one port. Try:
   curl -x http://%s https://example.com
   curl --socks5-hostname %s https://example.com
-Certificates are in %s. Press Ctrl-C to stop.
-`, proxy, exitLn.Addr(), proxy, proxy, certDir)
+`, proxy, exitLn.Addr(), proxy, proxy)
+	if adminLn != nil {
+		statusCmd := "fluidity status"
+		if a := adminLn.Addr().String(); a != defaultAgentAdmin {
+			statusCmd += " --admin " + a
+		}
+		fmt.Fprintf(env.Stdout, "Admin (metrics, health, status) on http://%s; see the link with '%s'.\n", adminLn.Addr(), statusCmd)
+	}
+	fmt.Fprintf(env.Stdout, "Certificates are in %s. Press Ctrl-C to stop.\n", certDir)
 
 	var wg sync.WaitGroup
 	var exitErr error
@@ -108,7 +133,9 @@ Certificates are in %s. Press Ctrl-C to stop.
 		defer wg.Done()
 		exitErr = srv.Serve(exitCtx, exitLn)
 	}()
-	agentErr := a.Serve(ctx, agentLn)
+	agentErr := serveWithAdmin(ctx, adminLn, agentAdmin(a, reg, cfg.AdminPprof, log.With("side", "admin")), func(ctx context.Context) error {
+		return a.Serve(ctx, agentLn)
+	})
 	stopExit() // after the agent has drained
 	wg.Wait()
 	return errors.Join(agentErr, exitErr)

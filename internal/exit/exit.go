@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"fluidity/internal/metrics"
 	"fluidity/internal/pki"
 	"fluidity/internal/relay"
 	"fluidity/internal/tunnel"
@@ -53,20 +54,71 @@ type Config struct {
 	// that may carry StatusCode() and ProxyStatus(): 407 asks for
 	// credentials, 403 refuses them, 503 says the check itself failed.
 	Authorize func(ctx context.Context, client string, header http.Header) (identity string, err error)
+	// MaxLinks bounds the client connections open at once after their TLS
+	// handshake: HTTP/2 links and HTTP/1.1 CONNECT connections together.
+	// If zero, 1024 is used.
+	MaxLinks int
+	// MaxLinksPerClient bounds the HTTP/2 links open at once per client
+	// certificate name. An agent keeps one link (two for a moment while an
+	// exit that is going away drains), so a few more allow a handful of
+	// agents sharing a certificate. If zero, 8 is used.
+	MaxLinksPerClient int
+	// Observer, if set, is told about handshakes, links and streams, for
+	// metrics.
+	Observer Observer
 	// Logger receives one line per stream and per failed handshake. Nil
 	// discards.
 	Logger *slog.Logger
 }
+
+// Observer is told what a Server does, for metrics. Its methods are called
+// on the connection's or the stream's goroutine, a few times per link or
+// stream (never per byte), and must return quickly.
+type Observer interface {
+	// HandshakeFailed reports a failed TLS handshake and its reason
+	// (pki.HandshakeFailure).
+	HandshakeFailed(reason string)
+	// LinkRefused reports a connection refused after its handshake because
+	// a limit was reached: "max_links" or "max_links_per_client".
+	LinkRefused(reason string)
+	// LinkOpened and LinkClosed bracket an accepted connection.
+	LinkOpened()
+	LinkClosed()
+	// StreamStarted reports a stream whose target was dialed, setup after
+	// its request arrived.
+	StreamStarted(setup time.Duration)
+	// StreamEnded reports how a CONNECT request ended (one of the
+	// metrics.Reason values), once per request; started says whether
+	// StreamStarted was called for it. identity is the IAM identity the
+	// stream proved, else the client certificate's name. up and down are the
+	// bytes relayed to and from the target.
+	StreamEnded(identity, reason string, started bool, up, down int64)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) HandshakeFailed(string)                         {}
+func (nopObserver) LinkRefused(string)                             {}
+func (nopObserver) LinkOpened()                                    {}
+func (nopObserver) LinkClosed()                                    {}
+func (nopObserver) StreamStarted(time.Duration)                    {}
+func (nopObserver) StreamEnded(string, string, bool, int64, int64) {}
 
 // Server is an exit server.
 type Server struct {
 	cfg Config // immutable after New
 	log *slog.Logger
 
+	obs Observer // immutable after New; never nil
+
 	wg      sync.WaitGroup // one per connection goroutine
 	streams atomic.Int64   // open tunnel streams
 	total   atomic.Int64   // streams served
 	lastAct atomic.Int64   // unix nanos of the last stream start or end
+
+	mu        sync.Mutex
+	links     int            // guarded by mu; accepted connections open
+	perClient map[string]int // guarded by mu; HTTP/2 links open per client certificate name
 }
 
 // New checks cfg and returns a Server.
@@ -95,11 +147,23 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Tunnel.PingInterval == 0 {
 		cfg.Tunnel.PingInterval = 30 * time.Second
 	}
+	if cfg.MaxLinks == 0 {
+		cfg.MaxLinks = 1024
+	}
+	if cfg.MaxLinksPerClient == 0 {
+		cfg.MaxLinksPerClient = 8
+	}
+	if cfg.MaxLinks < 0 || cfg.MaxLinksPerClient < 0 {
+		return nil, errors.New("exit: negative link limit")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Tunnel.Logger = cfg.Logger
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, perClient: make(map[string]int)}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
 	s.lastAct.Store(time.Now().UnixNano())
 	return s, nil
 }
@@ -157,7 +221,9 @@ func (s *Server) serveConn(ctx, hardCtx context.Context, nc net.Conn) {
 	err := tc.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
-		s.log.Warn("tls handshake failed", "remote", nc.RemoteAddr().String(), "reason", pki.HandshakeFailure(err), "err", err)
+		reason := pki.HandshakeFailure(err)
+		s.obs.HandshakeFailed(reason)
+		s.log.Warn("tls handshake failed", "remote", nc.RemoteAddr().String(), "reason", reason, "err", err)
 		nc.Close()
 		return
 	}
@@ -165,6 +231,7 @@ func (s *Server) serveConn(ctx, hardCtx context.Context, nc net.Conn) {
 	state := tc.ConnectionState()
 	if len(state.PeerCertificates) == 0 {
 		// Unreachable with a config from pki.ServerConfig; refuse anyway.
+		s.obs.HandshakeFailed("no client certificate")
 		s.log.Warn("tls handshake failed", "remote", nc.RemoteAddr().String(), "reason", "no client certificate")
 		nc.Close()
 		return
@@ -174,7 +241,16 @@ func (s *Server) serveConn(ctx, hardCtx context.Context, nc net.Conn) {
 		identity: state.PeerCertificates[0].Subject.CommonName,
 		remote:   nc.RemoteAddr().String(),
 	}
-	if state.NegotiatedProtocol == "h2" {
+	h2 := state.NegotiatedProtocol == "h2"
+	release, refusal := s.admitLink(cc.identity, h2)
+	if refusal != nil {
+		s.obs.LinkRefused(refusal.reason)
+		s.log.Warn("link refused", "client", cc.identity, "remote", cc.remote, "reason", refusal.reason, "err", refusal.msg)
+		refuseLink(tc, h2, refusal)
+		return
+	}
+	defer release()
+	if h2 {
 		tcfg := s.cfg.Tunnel
 		tcfg.ShutdownTimeout = s.cfg.ShutdownTimeout
 		err = tunnel.Serve(ctx, tc, tcfg, cc.serveStream)
@@ -195,32 +271,32 @@ type clientConn struct {
 
 // serveStream serves one HTTP/2 CONNECT stream.
 func (cc *clientConn) serveStream(ctx context.Context, req *tunnel.Request, st *tunnel.Stream) {
-	start := time.Now()
+	x := cc.newStream(req.Authority)
 	identity, err := cc.authorize(ctx, req.Header)
+	x.identity = identity
 	if err != nil {
 		status, typ := classify(err, http.StatusForbidden)
 		st.RejectWith(status, authHeader(status), typ, err.Error())
-		cc.logStream(req.Authority, identity, start, 0, 0, err)
+		x.end(metrics.ReasonAuthFailed, 0, 0, err)
 		return
 	}
 	target, err := cc.dial(ctx, req.Authority)
 	if err != nil {
 		status, typ := classify(err, http.StatusBadGateway)
 		st.Reject(status, typ, err.Error())
-		cc.logStream(req.Authority, identity, start, 0, 0, err)
+		x.end(dialReason(err), 0, 0, err)
 		return
 	}
-	cc.s.streamStarted()
-	defer cc.s.streamEnded()
+	x.started()
 	if err := st.Accept(); err != nil {
 		target.Close()
-		cc.logStream(req.Authority, identity, start, 0, 0, err)
+		x.end(metrics.ReasonReset, 0, 0, err)
 		return
 	}
 	// The target goes first: when the link dies, closing the target is
 	// what unblocks the copy that reads from it.
 	res := relay.Pipe(target, st)
-	cc.logStream(req.Authority, identity, start, res.BToA, res.AToB, res.Err)
+	x.end(relayReason(res.Err), res.BToA, res.AToB, res.Err)
 }
 
 // authorize runs Config.Authorize, if any. Without it, the identity is the
@@ -239,6 +315,60 @@ func authHeader(status int) http.Header {
 		return http.Header{"Proxy-Authenticate": {`Bearer realm="fluidity"`}}
 	}
 	return nil
+}
+
+// dialReason is the result reason of a failed target dial.
+func dialReason(err error) string {
+	var sc interface{ StatusCode() int }
+	switch {
+	case errors.As(err, &sc) && sc.StatusCode() == http.StatusForbidden:
+		return metrics.ReasonRefused
+	case errors.Is(err, context.Canceled):
+		return metrics.ReasonCanceled
+	}
+	return metrics.ReasonDialFailed
+}
+
+// relayReason is the result reason of a relayed stream.
+func relayReason(err error) string {
+	if err != nil {
+		return metrics.ReasonReset
+	}
+	return metrics.ReasonOK
+}
+
+// stream is one CONNECT request being served, for its log line and
+// metrics. It is owned by the request's goroutine.
+type stream struct {
+	cc       *clientConn
+	target   string
+	identity string // the IAM identity, once authorized; "" if none
+	start    time.Time
+	begun    bool // the target was dialed: counted as open
+}
+
+func (cc *clientConn) newStream(target string) *stream {
+	return &stream{cc: cc, target: target, start: time.Now()}
+}
+
+// started counts the stream as open, its target dialed.
+func (x *stream) started() {
+	x.begun = true
+	x.cc.s.streamStarted()
+	x.cc.s.obs.StreamStarted(time.Since(x.start))
+}
+
+// end logs the stream's line and reports its result.
+func (x *stream) end(reason string, up, down int64, err error) {
+	if x.begun {
+		x.cc.s.streamEnded()
+	}
+	who := x.identity
+	if who == "" {
+		who = x.cc.identity
+	}
+	x.cc.s.obs.StreamEnded(who, reason, x.begun, up, down)
+	x.cc.logStream(x.target, x.identity, x.start, up, down, reason, err)
 }
 
 func (s *Server) streamStarted() {
@@ -278,8 +408,9 @@ func classify(err error, defaultStatus int) (int, string) {
 	return status, typ
 }
 
-// logStream writes the one line a stream gets when it ends.
-func (cc *clientConn) logStream(target, identity string, start time.Time, up, down int64, err error) {
+// logStream writes the one line a stream gets when it ends: reason is one
+// of the metrics.Reason values, result the error's text or "ok".
+func (cc *clientConn) logStream(target, identity string, start time.Time, up, down int64, reason string, err error) {
 	result := "ok"
 	level := slog.LevelInfo
 	if err != nil {
@@ -294,5 +425,6 @@ func (cc *clientConn) logStream(target, identity string, start time.Time, up, do
 		"up", up,
 		"down", down,
 		"duration", time.Since(start).Round(time.Microsecond),
+		"reason", reason,
 		"result", result)
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"fluidity/internal/metrics"
 	"fluidity/internal/proxystatus"
 	"fluidity/internal/relay"
 )
@@ -23,8 +24,8 @@ func (cc *clientConn) serveHTTP1(ctx context.Context, tc *tls.Conn) {
 	defer tc.Close()
 	stop := context.AfterFunc(ctx, func() { tc.Close() })
 	defer stop()
-	start := time.Now()
-	tc.SetReadDeadline(start.Add(cc.s.cfg.HeaderTimeout))
+	x := cc.newStream("")
+	tc.SetReadDeadline(x.start.Add(cc.s.cfg.HeaderTimeout))
 	lr := &io.LimitedReader{R: tc, N: int64(cc.s.cfg.MaxHeaderBytes)}
 	br := bufio.NewReaderSize(lr, 4096)
 	req, err := http.ReadRequest(br)
@@ -40,46 +41,48 @@ func (cc *clientConn) serveHTTP1(ctx context.Context, tc *tls.Conn) {
 				writeHTTP1Error(tc, http.StatusBadRequest, nil, "http_request_error", "malformed request: "+err.Error())
 			}
 		}
-		cc.s.log.Warn("bad request", "client", cc.identity, "remote", cc.remote, "err", err)
+		x.end(metrics.ReasonBadRequest, 0, 0, fmt.Errorf("bad request: %w", err))
 		return
 	}
 	if req.Method != http.MethodConnect {
 		writeHTTP1Error(tc, http.StatusMethodNotAllowed, nil, "http_request_denied", "this is a CONNECT proxy: only CONNECT is served")
-		cc.logStream(req.Host, "", start, 0, 0, fmt.Errorf("method %s not allowed", req.Method))
+		x.target = req.Host
+		x.end(metrics.ReasonBadRequest, 0, 0, fmt.Errorf("method %s not allowed", req.Method))
 		return
 	}
 	authority := req.Host
+	x.target = authority
 	if _, port, err := net.SplitHostPort(authority); err != nil || port == "" {
 		writeHTTP1Error(tc, http.StatusBadRequest, nil, "http_request_error", fmt.Sprintf("bad CONNECT authority %q: want host:port", authority))
-		cc.logStream(authority, "", start, 0, 0, errors.New("bad authority"))
+		x.end(metrics.ReasonBadRequest, 0, 0, errors.New("bad authority"))
 		return
 	}
 	identity, err := cc.authorize(ctx, req.Header)
+	x.identity = identity
 	if err != nil {
 		status, typ := classify(err, http.StatusForbidden)
 		writeHTTP1Error(tc, status, authHeader(status), typ, err.Error())
-		cc.logStream(authority, identity, start, 0, 0, err)
+		x.end(metrics.ReasonAuthFailed, 0, 0, err)
 		return
 	}
 	target, err := cc.dial(ctx, authority)
 	if err != nil {
 		status, typ := classify(err, http.StatusBadGateway)
 		writeHTTP1Error(tc, status, nil, typ, err.Error())
-		cc.logStream(authority, identity, start, 0, 0, err)
+		x.end(dialReason(err), 0, 0, err)
 		return
 	}
-	cc.s.streamStarted()
-	defer cc.s.streamEnded()
+	x.started()
 	if _, err := io.WriteString(tc, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		target.Close()
-		cc.logStream(authority, identity, start, 0, 0, err)
+		x.end(metrics.ReasonReset, 0, 0, err)
 		return
 	}
 	tc.SetReadDeadline(time.Time{})
 	// Bytes the client sent after the request header are already in br.
 	client := &bufferedConn{Conn: tc, r: io.MultiReader(io.LimitReader(br, int64(br.Buffered())), tc)}
 	res := relay.Pipe(client, target)
-	cc.logStream(authority, identity, start, res.AToB, res.BToA, res.Err)
+	x.end(relayReason(res.Err), res.AToB, res.BToA, res.Err)
 }
 
 // bufferedConn reads from r (buffered bytes, then the connection).

@@ -85,11 +85,12 @@ func (rr *rawResponder) takeOver() (net.Conn, []byte, error) { return rr.conn, r
 // relays it to the tunnel stream until both directions end.
 func (h *Handler) connect(r *http.Request, resp responder) {
 	x := newExchange(r, r.URL.Host)
-	defer x.logEnd(h.log, "stream")
+	defer h.logEnd(x, "stream")
 
 	target, err := parseAuthority(r.URL.Host)
 	if err != nil {
 		x.setStatus(http.StatusBadRequest)
+		x.markBadRequest()
 		x.fail(err)
 		resp.fail(http.StatusBadRequest, "", "fluidity: "+err.Error())
 		return
@@ -125,6 +126,7 @@ func (h *Handler) connect(r *http.Request, resp responder) {
 	})
 	defer stop()
 	x.setStatus(http.StatusOK)
+	x.markConnected()
 
 	if _, err := io.WriteString(client, connectEstablished); err != nil {
 		client.Close()

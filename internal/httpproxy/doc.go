@@ -48,7 +48,8 @@
 // Each CONNECT tunnel logs one "stream" line when it ends and each forwarded
 // request one "request" line when it ends, with the attributes client,
 // target, method, status, up and down (bytes sent to and received from the
-// target), duration and result ("ok" or the reason it failed).
+// target), duration and result ("ok" or the reason it failed), and a
+// "reason" class when the Handler's Hooks return one.
 //
 // # Cancellation
 //

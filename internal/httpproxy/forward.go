@@ -28,7 +28,7 @@ func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request) {
 		if v != nil {
 			x.fail(fmt.Errorf("aborted: %v", v))
 		}
-		x.logEnd(h.log, "request")
+		h.logEnd(x, "request")
 		if v != nil {
 			panic(v)
 		}
@@ -87,6 +87,7 @@ func modifyResponse(res *http.Response) error {
 	if x == nil {
 		return nil
 	}
+	x.markConnected()
 	if rwc, ok := res.Body.(io.ReadWriteCloser); ok && res.StatusCode == http.StatusSwitchingProtocols {
 		res.Body = &countingConn{ReadWriteCloser: rwc, x: x}
 		return nil

@@ -38,6 +38,9 @@ type Handler struct {
 	// nil, nothing is logged.
 	Logger *slog.Logger
 
+	// Hooks observe the exchanges, for metrics.
+	Hooks Hooks
+
 	// TLSClientConfig configures TLS to origins of https:// absolute-URI
 	// requests (rare: clients normally use CONNECT for HTTPS). If nil, the
 	// system roots are used.

@@ -27,6 +27,28 @@ type Server struct {
 	// HandshakeTimeout bounds the whole negotiation, from the first byte
 	// to the request. If zero, 10s is used.
 	HandshakeTimeout time.Duration
+
+	// Hooks observe the connections, for metrics.
+	Hooks Hooks
+}
+
+// Hooks let a Server's owner observe the connections it serves, for
+// metrics and the access log. Every field is optional.
+type Hooks struct {
+	// Ended is called once per connection when it ends, on ServeConn's
+	// goroutine, just before its log line. The reason it returns, if not
+	// empty, is logged as the line's "reason" attribute.
+	Ended func(Session) (reason string)
+}
+
+// Session describes an ended SOCKS5 connection.
+type Session struct {
+	Target     string // host:port asked for; "" if the negotiation failed
+	BadRequest bool   // the negotiation failed: not SOCKS5, unsupported, too slow
+	Canceled   bool   // ServeConn's ctx ended first
+	Connected  bool   // the target was connected and the client told so
+	Up, Down   int64  // bytes from the client to the target and back
+	Err        error  // why it failed; nil for success
 }
 
 const defaultHandshakeTimeout = 10 * time.Second
@@ -60,12 +82,19 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 
 	var (
-		target   string
-		up, down int64
-		result   = resultOK
-		err      error
+		target    string
+		up, down  int64
+		result    = resultOK
+		err       error
+		connected bool
+		badReq    bool
 	)
 	defer func() {
+		var reason string
+		if s.Hooks.Ended != nil {
+			reason = s.Hooks.Ended(Session{Target: target, BadRequest: badReq,
+				Canceled: result == resultCanceled, Connected: connected, Up: up, Down: down, Err: err})
+		}
 		attrs := []slog.Attr{
 			slog.String("client", conn.RemoteAddr().String()),
 			slog.String("target", target),
@@ -77,6 +106,9 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		if err != nil {
 			attrs = append(attrs, slog.String("error", err.Error()))
 		}
+		if reason != "" {
+			attrs = append(attrs, slog.String("reason", reason))
+		}
 		s.logger().LogAttrs(ctx, slog.LevelInfo, "socks5 connection", attrs...)
 	}()
 
@@ -85,8 +117,10 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	target, err = ReadRequest(conn)
 	if err != nil {
 		result = resultHandshake
+		badReq = true
 		if ctx.Err() != nil {
 			result = resultCanceled
+			badReq = false
 		}
 		return
 	}
@@ -111,6 +145,7 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	conn.SetDeadline(time.Time{})
+	connected = true
 
 	res := relay.Pipe(conn, dst)
 	up, down, err = res.AToB, res.BToA, res.Err

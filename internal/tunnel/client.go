@@ -141,7 +141,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer draining.Wait()
 	drainCtx, stopDraining := context.WithCancel(context.Background())
 	defer stopDraining()
-	failures := 0
+	failures, flaps := 0, 0
 	for {
 		link, err := c.connect(ctx)
 		if ctx.Err() != nil {
@@ -182,15 +182,18 @@ func (c *Client) Run(ctx context.Context) error {
 		if err == nil {
 			err = ErrLinkClosed
 		}
-		// A link that came up proved the exit healthy: its loss starts a new
-		// series of attempts, retried at once (within the jitter). Only a
-		// link that dies right after it came up counts as one more failure,
-		// so an exit that accepts and then drops is not hammered.
-		if time.Since(upAt) >= flapThreshold {
-			failures = 0
+		// A link that came up proved the exit reachable: its loss starts a
+		// new series of attempts, retried at once (within the jitter). Links
+		// that die young escalate on their own scale, capped at
+		// maxFlapDelay, so an exit that accepts and then drops is not
+		// hammered, and one that restarts often is not left waiting.
+		failures = 0
+		if time.Since(upAt) < flapThreshold {
+			flaps++
+		} else {
+			flaps = 0
 		}
-		delay := c.backoff(failures)
-		failures++
+		delay := min(c.backoff(flaps), maxFlapDelay)
 		c.setDown(err)
 		c.log.Warn("tunnel link lost", "exit", c.cfg.Addr, "err", err, "retry_in", delay.Round(time.Millisecond))
 		if !sleepCtx(ctx, delay) {
@@ -199,9 +202,12 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-// flapThreshold is how long a link must have lived for its loss not to
-// count as a failed attempt.
-const flapThreshold = time.Second
+// A link lost less than flapThreshold after it came up is a flap; the
+// delay before reconnecting after flaps grows up to maxFlapDelay.
+const (
+	flapThreshold = time.Second
+	maxFlapDelay  = 2 * time.Second
+)
 
 // backoff is the delay before attempt n+1: exponential with "equal jitter"
 // (half fixed, half random), capped at BackoffMax.

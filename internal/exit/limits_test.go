@@ -1,0 +1,161 @@
+package exit
+
+import (
+	"bufio"
+	"crypto/tls"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"fluidity/internal/metrics"
+)
+
+// recorder is an Observer that counts what it is told.
+type recorder struct {
+	mu         sync.Mutex
+	handshakes map[string]int
+	refused    map[string]int
+	opened     int
+	closed     int
+	results    map[string]int
+}
+
+func newRecorder() *recorder {
+	return &recorder{handshakes: map[string]int{}, refused: map[string]int{}, results: map[string]int{}}
+}
+
+func (r *recorder) HandshakeFailed(reason string) { r.mu.Lock(); r.handshakes[reason]++; r.mu.Unlock() }
+func (r *recorder) LinkRefused(reason string)     { r.mu.Lock(); r.refused[reason]++; r.mu.Unlock() }
+func (r *recorder) LinkOpened()                   { r.mu.Lock(); r.opened++; r.mu.Unlock() }
+func (r *recorder) LinkClosed()                   { r.mu.Lock(); r.closed++; r.mu.Unlock() }
+func (r *recorder) StreamStarted(time.Duration)   {}
+func (r *recorder) StreamEnded(_, reason string, _ bool, _, _ int64) {
+	r.mu.Lock()
+	r.results[reason]++
+	r.mu.Unlock()
+}
+
+// waitFor polls cond for up to 5s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (r *recorder) openedIs(n int) func() bool {
+	return func() bool { r.mu.Lock(); defer r.mu.Unlock(); return r.opened == n }
+}
+
+func TestLinksPerClientOverTheLimitAreRefusedWithTheReason(t *testing.T) {
+	rec := newRecorder()
+	f := startExit(t, false, func(c *Config) { c.MaxLinksPerClient = 1; c.Observer = rec })
+	first, err := tls.Dial("tcp", f.addr, f.clientTLS(t, "h2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	waitFor(t, "the first link to be admitted", rec.openedIs(1))
+
+	second, err := tls.Dial("tcp", f.addr, f.clientTLS(t, "h2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.SetDeadline(time.Now().Add(5 * time.Second))
+	fr := http2.NewFramer(nil, second)
+	var away *http2.GoAwayFrame
+	for away == nil {
+		frame, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("read frame: %v; want GOAWAY", err)
+		}
+		away, _ = frame.(*http2.GoAwayFrame)
+	}
+	if away.ErrCode != http2.ErrCodeEnhanceYourCalm || !strings.Contains(string(away.DebugData()), "max_links_per_client") {
+		t.Fatalf("GOAWAY %v %q: want ENHANCE_YOUR_CALM naming max_links_per_client", away.ErrCode, away.DebugData())
+	}
+	rec.mu.Lock()
+	refused := rec.refused[metrics.LinkRefusedMaxPerClient]
+	rec.mu.Unlock()
+	if refused != 1 {
+		t.Fatalf("refusals counted: %d, want 1", refused)
+	}
+	if !strings.Contains(f.logs.String(), "link refused") {
+		t.Fatalf("no log line for the refusal:\n%s", f.logs)
+	}
+
+	// Once the first link is gone, the client may connect again.
+	first.Close()
+	waitFor(t, "the first link to be released", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.closed == 1 })
+	third, err := tls.Dial("tcp", f.addr, f.clientTLS(t, "h2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	waitFor(t, "a new link to be admitted", rec.openedIs(2))
+}
+
+func TestTotalLinksOverTheLimitGet503(t *testing.T) {
+	rec := newRecorder()
+	f := startExit(t, false, func(c *Config) { c.MaxLinks = 1; c.Observer = rec })
+	first, err := tls.Dial("tcp", f.addr, f.clientTLS(t, "http/1.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	waitFor(t, "the first connection to be admitted", rec.openedIs(1))
+
+	second, err := tls.Dial("tcp", f.addr, f.clientTLS(t, "http/1.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.SetDeadline(time.Now().Add(5 * time.Second))
+	second.Write([]byte("CONNECT " + f.echo + " HTTP/1.1\r\nHost: " + f.echo + "\r\n\r\n"))
+	resp, err := http.ReadResponse(bufio.NewReader(second), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(resp.Header.Get("Proxy-Status"), "connection_limit_reached") ||
+		!strings.Contains(resp.Header.Get("Proxy-Status"), "max_links") {
+		t.Fatalf("got %d %q: want 503 with connection_limit_reached naming max_links", resp.StatusCode, resp.Header.Get("Proxy-Status"))
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.refused[metrics.LinkRefusedMaxLinks] != 1 {
+		t.Fatalf("refusals: %v", rec.refused)
+	}
+}
+
+func TestHandshakeFailuresAreReported(t *testing.T) {
+	rec := newRecorder()
+	f := startExit(t, false, func(c *Config) { c.Observer = rec })
+	cfg := f.clientTLS(t, "h2")
+	cfg.Certificates = nil
+	cfg.GetClientCertificate = nil
+	c, err := tls.Dial("tcp", f.addr, cfg)
+	if err == nil {
+		// TLS 1.3: the refusal arrives after the client's handshake.
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1))
+		c.Close()
+	}
+	if err == nil {
+		t.Fatal("a client without a certificate was served")
+	}
+	waitFor(t, "the failure to be reported", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return rec.handshakes["no client certificate"] == 1
+	})
+}
