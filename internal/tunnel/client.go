@@ -165,6 +165,12 @@ func (c *Client) Run(ctx context.Context) error {
 		select {
 		case <-link.Done():
 		case <-link.GoingAway():
+			if gerr := link.GoAwayErr(); gerr != nil {
+				// Refused (a limit, a protocol error): a loss, with backoff,
+				// not a drain to reconnect from at once.
+				link.Close()
+				break
+			}
 			c.setDown(ErrGoAway)
 			c.log.Info("exit is going away; opening a new link", "exit", c.cfg.Addr)
 			draining.Add(1)
@@ -177,6 +183,18 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			link.Close()
 			return nil
+		}
+		if gerr := link.GoAwayErr(); gerr != nil {
+			// The exit refused the link, saying why: a failed attempt,
+			// backing off like one.
+			delay := c.backoff(failures)
+			failures++
+			c.setDown(gerr)
+			c.log.Warn("tunnel link refused by the exit", "exit", c.cfg.Addr, "err", gerr, "retry_in", delay.Round(time.Millisecond))
+			if !sleepCtx(ctx, delay) {
+				return nil
+			}
+			continue
 		}
 		err = link.Err()
 		if err == nil {

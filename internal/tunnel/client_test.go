@@ -5,9 +5,13 @@ import (
 	"crypto/tls"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"fluidity/internal/pki"
 )
@@ -93,5 +97,55 @@ func TestReconnectAfterEachLossIsPrompt(t *testing.T) {
 		if d := time.Since(lost); d > 1500*time.Millisecond {
 			t.Fatalf("reconnect %d took %v", i+1, d)
 		}
+	}
+}
+
+func TestRefusingGoAwayIsReportedAndBackedOff(t *testing.T) {
+	srvTLS, cliTLS := tlsPair(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An exit that refuses every link as the exit does over a limit:
+	// SETTINGS, then GOAWAY ENHANCE_YOUR_CALM with the reason, then close.
+	var served sync.WaitGroup
+	var attempts atomic.Int32
+	served.Add(1)
+	go func() {
+		defer served.Done()
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			attempts.Add(1)
+			tc := tls.Server(raw, srvTLS)
+			if tc.Handshake() == nil {
+				fr := http2.NewFramer(tc, nil)
+				fr.WriteSettings()
+				fr.WriteGoAway(0, http2.ErrCodeEnhanceYourCalm, []byte("too many links for this client"))
+			}
+			tc.Close()
+		}
+	}()
+	c, err := NewClient(ClientConfig{Addr: ln.Addr().String(), TLS: cliTLS, BackoffMin: 100 * time.Millisecond, BackoffMax: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	time.Sleep(2 * time.Second)
+	st := c.Status()
+	cancel()
+	<-done
+	ln.Close()
+	served.Wait()
+	if !strings.Contains(st.LastError, "too many links for this client") {
+		t.Fatalf("last error %q does not give the exit's reason", st.LastError)
+	}
+	// Backing off from 100ms, doubling: a handful of attempts in 2s.
+	if n := attempts.Load(); n > 8 {
+		t.Fatalf("%d link attempts in 2s: refused links are not backed off", n)
 	}
 }

@@ -155,7 +155,8 @@ type Conn struct {
 	idleWake       chan struct{} // closed and replaced when a stream is removed
 	goingAway      bool          // no new streams: the peer sent GOAWAY or Shutdown began; see markGoingAwayLocked
 	pings          map[[8]byte]chan struct{}
-	err            error // why the connection ended; set once by fail
+	err            error        // why the connection ended; set once by fail
+	goAwayErr      *GoAwayError // the peer's GOAWAY, if it carried an error code
 }
 
 // Handler serves one CONNECT (or other) request on a server connection. It
@@ -410,6 +411,11 @@ func (c *Conn) fail(err error) {
 	if c.err != nil {
 		c.mu.Unlock()
 		return
+	}
+	if c.goAwayErr != nil && !errors.Is(err, errClosedLocally) {
+		// The connection ends because the peer said why: say that, not
+		// the read error that followed.
+		err = c.goAwayErr
 	}
 	c.err = err
 	streams := make([]*Stream, 0, len(c.streams))
@@ -1139,8 +1145,36 @@ func (c *Conn) handleGoAway(f *http2.GoAwayFrame) {
 		c.removeStream(s)
 	}
 	if f.ErrCode != http2.ErrCodeNo {
-		c.log.Warn("peer closed tunnel connection", "code", f.ErrCode.String(), "debug", string(f.DebugData()))
+		ge := &GoAwayError{Code: f.ErrCode, Reason: string(f.DebugData())}
+		c.mu.Lock()
+		c.goAwayErr = ge
+		c.mu.Unlock()
+		c.log.Warn("peer closed tunnel connection", "err", ge)
 	}
+}
+
+// GoAwayError is a peer's GOAWAY with an error code: why it closed the
+// connection, in its own words.
+type GoAwayError struct {
+	Code   http2.ErrCode
+	Reason string // the GOAWAY's debug data
+}
+
+func (e *GoAwayError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("peer closed the link (%v)", e.Code)
+	}
+	return fmt.Sprintf("peer closed the link: %s (%v)", e.Reason, e.Code)
+}
+
+// GoAwayErr is the peer's GOAWAY error, if it sent one with an error code.
+func (c *Conn) GoAwayErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.goAwayErr == nil {
+		return nil
+	}
+	return c.goAwayErr
 }
 
 // handleRequest opens a stream for a request HEADERS frame (server side).
