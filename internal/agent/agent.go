@@ -161,7 +161,10 @@ func Listen(addr string, allowNonLoopback bool) (net.Listener, error) {
 	if !allowNonLoopback && !isLoopbackHost(host) {
 		return nil, fmt.Errorf("agent: refusing to listen on %q: it is not a loopback address, so anyone who can reach it could use your exit; use 127.0.0.1 or pass --allow-non-loopback", addr)
 	}
-	ln, err := net.Listen("tcp", addr)
+	// Clients are local: TCP keep-alive probes would find nothing a closed
+	// socket does not, and setting them up costs system calls per accept.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
