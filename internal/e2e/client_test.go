@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"fluidity/internal/proctest"
 )
 
 // curlResult is what a curl run left behind.
@@ -45,7 +47,7 @@ func runCurlCtx(ctx context.Context, t *testing.T, o curlOpts, args ...string) c
 	t.Helper()
 	full := append([]string{"-q", "-sS", "--max-time", "60"}, args...)
 	cmd := exec.CommandContext(ctx, "curl", full...)
-	cmd.Env = childEnv()
+	cmd.Env = proctest.Env()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdin = o.stdin
 	cmd.Stdout = &stdout

@@ -13,6 +13,7 @@ import (
 	"fluidity/internal/awsfake"
 	"fluidity/internal/iamauth"
 	"fluidity/internal/pki"
+	"fluidity/internal/proctest"
 )
 
 // The identities of the IAM tests: key A signs as a session of the allowed
@@ -40,7 +41,7 @@ func newIAMFake(t *testing.T) *awsfake.STS {
 // CA bundle, profiles, instance metadata), plus vars.
 func awsEnv(vars ...string) []string {
 	var env []string
-	for _, kv := range childEnv() {
+	for _, kv := range proctest.Env() {
 		if !strings.HasPrefix(strings.ToUpper(kv), "AWS_") {
 			env = append(env, kv)
 		}
@@ -62,17 +63,17 @@ func iamExitArgs(stsURL string, extra ...string) []string {
 }
 
 // startIAMAgent starts an agent with env and extra flags and waits for its link.
-func startIAMAgent(t *testing.T, certs, exitAddr string, env []string, extra ...string) (*proc, string) {
+func startIAMAgent(t *testing.T, certs, exitAddr string, env []string, extra ...string) (*proctest.Proc, string) {
 	t.Helper()
-	agent, addr := startAgentEnv(t, certs, exitAddr, env, extra...)
-	waitLinkUp(t, agent, 1)
+	agent, addr := proctest.Launcher{Env: env}.StartAgent(t, certs, exitAddr, extra...)
+	proctest.WaitLinkUp(t, agent, 1, linkWithin)
 	return agent, addr
 }
 
 // fluidityToken runs 'fluidity token' with env and returns its stdout line.
 func fluidityToken(t *testing.T, env []string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(fluidityBin, append([]string{"token"}, args...)...)
+	cmd := exec.Command(proctest.Binary(), append([]string{"token"}, args...)...)
 	cmd.Env = env
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -92,8 +93,8 @@ func fluidityToken(t *testing.T, env []string, args ...string) string {
 // and curl with and without the identity it allows.
 func TestIAMIdentityOnTheTunnel(t *testing.T) {
 	sts := newIAMFake(t)
-	certs := certsInit(t)
-	exit, exitAddr := startExit(t, certs, iamExitArgs(sts.URL)...)
+	certs := proctest.CertsInit(t)
+	exit, exitAddr := proctest.StartExit(t, certs, iamExitArgs(sts.URL)...)
 	origin := newOrigin(t)
 	target := strings.TrimPrefix(origin.URL, "http://")
 
@@ -109,7 +110,7 @@ func TestIAMIdentityOnTheTunnel(t *testing.T) {
 		}
 		// The forwarded GET's stream stays open for keep-alive; the
 		// CONNECT's stream has ended and been logged.
-		if !exit.waitLog(identityLine, 1, 5*time.Second) {
+		if !exit.WaitLog(identityLine, 1, 5*time.Second) {
 			t.Fatalf("the exit did not log %s", identityLine)
 		}
 
@@ -120,8 +121,8 @@ func TestIAMIdentityOnTheTunnel(t *testing.T) {
 			c := mustConnect(t, proxy, target)
 			c.Close()
 		}
-		if !exit.waitLog(identityLine, 1+streams, 5*time.Second) {
-			t.Fatalf("the exit logged %d streams of %s, want %d", strings.Count(exit.stderr.String(), identityLine), allowedRole, 1+streams)
+		if !exit.WaitLog(identityLine, 1+streams, 5*time.Second) {
+			t.Fatalf("the exit logged %d streams of %s, want %d", strings.Count(exit.Stderr(), identityLine), allowedRole, 1+streams)
 		}
 		if n := sts.RequestCount(); n != 1 {
 			t.Fatalf("STS was asked %d times for %d streams with one token, want 1 (verified tokens are cached)", n, 2+streams)
@@ -134,13 +135,13 @@ func TestIAMIdentityOnTheTunnel(t *testing.T) {
 		if !strings.HasPrefix(res.stdout, "HTTP/1.1 403") || !strings.Contains(res.stdout, "arn:aws:iam::111122223333:role/other is not in iam.allow") {
 			t.Fatalf("got %q, want 403 naming the role and iam.allow", res.stdout)
 		}
-		if !exit.waitLog("iam identity not allowed", 1, 5*time.Second) {
+		if !exit.WaitLog("iam identity not allowed", 1, 5*time.Second) {
 			t.Fatal("the exit did not log the refusal")
 		}
 	})
 
 	t.Run("an agent without an identity gets 407 with the reason", func(t *testing.T) {
-		_, proxy := startIAMAgent(t, certs, exitAddr, childEnv())
+		_, proxy := startIAMAgent(t, certs, exitAddr, proctest.Env())
 		res := runCurl(t, curlOpts{}, "-x", "http://"+proxy, "-i", origin.URL+"/hello")
 		if !strings.HasPrefix(res.stdout, "HTTP/1.1 407") || !strings.Contains(res.stdout, "no IAM token") {
 			t.Fatalf("got %q, want 407 saying no IAM token was sent", res.stdout)
@@ -156,7 +157,7 @@ func TestIAMIdentityOnTheTunnel(t *testing.T) {
 
 	t.Run("an agent whose credentials are missing starts, says the fix, and serves", func(t *testing.T) {
 		agent, proxy := startIAMAgent(t, certs, exitAddr, awsEnv("AWS_REGION=us-east-1"), "--iam", "--iam-server-id", iamServerID)
-		log := agent.stderr.String()
+		log := agent.Stderr()
 		if !strings.Contains(log, "IAM identity unavailable") || !strings.Contains(log, "AWS_ACCESS_KEY_ID") {
 			t.Fatalf("agent log does not say that the identity is missing and how to fix it:\n%s", log)
 		}
@@ -186,7 +187,7 @@ func TestIAMIdentityOnTheTunnel(t *testing.T) {
 		}
 	})
 
-	other := certsInit(t)
+	other := proctest.CertsInit(t)
 	for _, tc := range []struct {
 		name, reason string
 		cert         []string
@@ -204,7 +205,7 @@ func TestIAMIdentityOnTheTunnel(t *testing.T) {
 			if res.code == 0 {
 				t.Fatalf("curl succeeded (%q) without a valid client certificate", res.stdout)
 			}
-			if !exit.waitLog(`reason="`+tc.reason, 1, 5*time.Second) {
+			if !exit.WaitLog(`reason="`+tc.reason, 1, 5*time.Second) {
 				t.Fatalf("curl exit %d (%s); the exit did not log the TLS refusal %q", res.code, strings.TrimSpace(res.stderr), tc.reason)
 			}
 			if n := sts.RequestCount(); n != before {
@@ -218,7 +219,7 @@ func TestIAMIdentityOnTheTunnel(t *testing.T) {
 // gets 503 with the reason within the STS deadline, both when STS refuses
 // connections and when it accepts them and never answers.
 func TestIAMWhenSTSFails(t *testing.T) {
-	certs := certsInit(t)
+	certs := proctest.CertsInit(t)
 	origin := newOrigin(t)
 	hung := newIAMFake(t)
 	block := make(chan struct{})
@@ -228,11 +229,11 @@ func TestIAMWhenSTSFails(t *testing.T) {
 	for _, tc := range []struct {
 		name, endpoint, reason string
 	}{
-		{"unreachable", "http://" + freeAddr(t), "STS unreachable"},
+		{"unreachable", "http://" + proctest.FreeAddr(t), "STS unreachable"},
 		{"silent", hung.URL, "STS did not answer within 1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, exitAddr := startExit(t, certs, iamExitArgs(tc.endpoint, "--iam-timeout", "1s")...)
+			_, exitAddr := proctest.StartExit(t, certs, iamExitArgs(tc.endpoint, "--iam-timeout", "1s")...)
 			_, proxy := startIAMAgent(t, certs, exitAddr, staticCreds(keyAllowed, secretAllow), "--iam", "--iam-server-id", iamServerID)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

@@ -13,14 +13,15 @@ import (
 	"time"
 
 	"fluidity/internal/pki"
+	"fluidity/internal/proctest"
 )
 
 // TestCurlSpeaksToExitDirectly uses the exit as a standard HTTPS proxy from
 // curl (HTTP/1.1 CONNECT, chosen by ALPN) with a client certificate, and
 // checks that curl is refused, and the exit logs why, without a valid one.
 func TestCurlSpeaksToExitDirectly(t *testing.T) {
-	certs := certsInit(t)
-	exit, exitAddr := startExit(t, certs, "--allow-private")
+	certs := proctest.CertsInit(t)
+	exit, exitAddr := proctest.StartExit(t, certs, "--allow-private")
 	origin := newOrigin(t)
 	tlsOrigin, originCA := newTLSOrigin(t)
 	proxy := "https://" + exitAddr
@@ -50,7 +51,7 @@ func TestCurlSpeaksToExitDirectly(t *testing.T) {
 		}
 	})
 
-	other := certsInit(t)
+	other := proctest.CertsInit(t)
 	expired := filepath.Join(t.TempDir(), "expired")
 	ca, err := pki.LoadCA(filepath.Join(certs, pki.CAFile), filepath.Join(certs, pki.CAKeyFile))
 	if err != nil {
@@ -79,7 +80,7 @@ func TestCurlSpeaksToExitDirectly(t *testing.T) {
 			if res.code == 0 {
 				t.Fatalf("curl succeeded (%q), want it refused", res.stdout)
 			}
-			if !exit.waitLog(`reason="`+tc.reason, 1, 5*time.Second) {
+			if !exit.WaitLog(`reason="`+tc.reason, 1, 5*time.Second) {
 				t.Fatalf("curl exit %d (%s); the exit did not log the reason %q", res.code, strings.TrimSpace(res.stderr), tc.reason)
 			}
 			t.Logf("refused: curl exit %d: %s", res.code, strings.TrimSpace(res.stderr))
@@ -96,8 +97,8 @@ func TestHTTP1TunnelToExitHalfCloses(t *testing.T) {
 	if testing.Short() {
 		size = 4 << 20
 	}
-	certs := certsInit(t)
-	_, exitAddr := startExit(t, certs, "--allow-private")
+	certs := proctest.CertsInit(t)
+	_, exitAddr := proctest.StartExit(t, certs, "--allow-private")
 	target := newEchoHash(t)
 	file := func(name string) string { return filepath.Join(certs, name) }
 	cfg, err := pki.ClientConfig(file(pki.ClientCertFile), file(pki.ClientKeyFile), file(pki.CAFile), "")

@@ -17,8 +17,8 @@ func TestExitStopsWithinShutdownTimeout(t *testing.T) {
 		t.Fatalf("origin has %d open connections after one request, want 1 kept alive by the agent", n)
 	}
 	stopAt := time.Now()
-	tp.exit.signal(t, syscall.SIGINT)
-	if code := tp.exit.waitExit(t, 4*time.Second); code != 0 {
+	tp.exit.Signal(t, syscall.SIGINT)
+	if code := tp.exit.WaitExit(t, 4*time.Second); code != 0 {
 		t.Fatalf("exit exited with status %d after SIGINT, want 0", code)
 	}
 	t.Logf("exit stopped %v after SIGINT with an idle stream open (shutdown timeout 1s)", time.Since(stopAt).Round(time.Millisecond))
@@ -35,7 +35,7 @@ func TestExitReleasesTargetsWhenAgentDies(t *testing.T) {
 		t.Fatalf("origin has %d open connections after one request, want 1 kept alive by the agent", n)
 	}
 	killed := time.Now()
-	tp.agent.kill()
+	tp.agent.Kill()
 	for origin.open.Load() > 0 {
 		if time.Since(killed) > 5*time.Second {
 			t.Fatalf("the exit still holds its connection to the origin 5s after the agent died")
@@ -43,7 +43,7 @@ func TestExitReleasesTargetsWhenAgentDies(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("the exit closed its connection to the origin %v after the agent died", time.Since(killed).Round(time.Millisecond))
-	if !tp.exit.waitLog("msg=stream", 1, 5*time.Second) {
+	if !tp.exit.WaitLog("msg=stream", 1, 5*time.Second) {
 		t.Errorf("the exit did not log the stream's end")
 	}
 }

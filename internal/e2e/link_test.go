@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"fluidity/internal/proctest"
 )
 
 // countingWriter counts what is written to it and discards it.
@@ -46,7 +48,7 @@ func TestExitKilledMidDownload(t *testing.T) {
 		}
 	}
 	killed := time.Now()
-	tp.exit.kill()
+	tp.exit.Kill()
 	for range modes {
 		var res curlResult
 		select {
@@ -61,7 +63,7 @@ func TestExitKilledMidDownload(t *testing.T) {
 	}
 
 	restarted := time.Now()
-	tp.exit = startExitAt(t, tp.certs, tp.exitAddr, "--allow-private")
+	tp.exit = proctest.StartExitAt(t, tp.certs, tp.exitAddr, "--allow-private")
 	var last curlResult
 	for {
 		last = runCurl(t, curlOpts{}, "-x", proxy, "--max-time", "5", origin.URL+"/hello")
@@ -84,9 +86,9 @@ func TestAgentStartedBeforeExit(t *testing.T) {
 	origin := newOrigin(t)
 
 	t.Run("a request waits for the exit to start", func(t *testing.T) {
-		certs := certsInit(t)
-		exitAddr := freeAddr(t)
-		agent, agentAddr := startAgent(t, certs, exitAddr, "--link-wait", "20s")
+		certs := proctest.CertsInit(t)
+		exitAddr := proctest.FreeAddr(t)
+		agent, agentAddr := proctest.StartAgent(t, certs, exitAddr, "--link-wait", "20s")
 		done := make(chan curlResult, 1)
 		start := time.Now()
 		go func() {
@@ -97,7 +99,7 @@ func TestAgentStartedBeforeExit(t *testing.T) {
 			t.Fatalf("the request ended before any exit was running: exit %d %s %s", res.code, res.stderr, res.stdout)
 		case <-time.After(500 * time.Millisecond):
 		}
-		startExitAt(t, certs, exitAddr, "--allow-private")
+		proctest.StartExitAt(t, certs, exitAddr, "--allow-private")
 		var res curlResult
 		select {
 		case res = <-done:
@@ -108,14 +110,14 @@ func TestAgentStartedBeforeExit(t *testing.T) {
 			t.Fatalf("curl exit %d, output %q %s: want the page once the exit is up", res.code, res.stdout, res.stderr)
 		}
 		t.Logf("the request waited %v and succeeded", time.Since(start).Round(time.Millisecond))
-		if !agent.waitLog(linkUp, 1, 0) {
+		if !agent.WaitLog(proctest.LinkUp, 1, 0) {
 			t.Error("the agent did not log the link coming up")
 		}
 	})
 
 	t.Run("with no exit the client gets 503 after the link wait", func(t *testing.T) {
-		certs := certsInit(t)
-		_, agentAddr := startAgent(t, certs, freeAddr(t), "--link-wait", "2s")
+		certs := proctest.CertsInit(t)
+		_, agentAddr := proctest.StartAgent(t, certs, proctest.FreeAddr(t), "--link-wait", "2s")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		res := runCurlCtx(ctx, t, curlOpts{}, "-x", "http://"+agentAddr, "-i", origin.URL+"/hello")
@@ -139,13 +141,13 @@ func TestAgentStartedBeforeExit(t *testing.T) {
 // agent rejected its certificate.
 func TestCertificatesFromDifferentCAs(t *testing.T) {
 	origin := newOrigin(t)
-	exit, exitAddr := startExit(t, certsInit(t), "--allow-private")
-	_, agentAddr := startAgent(t, certsInit(t), exitAddr, "--link-wait", "1s")
+	exit, exitAddr := proctest.StartExit(t, proctest.CertsInit(t), "--allow-private")
+	_, agentAddr := proctest.StartAgent(t, proctest.CertsInit(t), exitAddr, "--link-wait", "1s")
 	res := mustCurl(t, curlOpts{}, "-x", "http://"+agentAddr, "-i", origin.URL+"/hello")
 	if !strings.HasPrefix(res.stdout, "HTTP/1.1 503") || !strings.Contains(res.stdout, "certificate signed by unknown authority") {
 		t.Errorf("got %q, want 503 saying the exit's certificate is from an unknown authority", res.stdout)
 	}
-	if !exit.waitLog(`reason="client rejected server certificate"`, 1, 5*time.Second) {
+	if !exit.WaitLog(`reason="client rejected server certificate"`, 1, 5*time.Second) {
 		t.Errorf("the exit did not log that the agent rejected its certificate")
 	}
 }

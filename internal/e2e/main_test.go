@@ -4,14 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"go.uber.org/goleak"
-)
 
-// fluidityBin is the binary built by TestMain.
-var fluidityBin string
+	"fluidity/internal/proctest"
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -22,8 +20,7 @@ func run(m *testing.M) int {
 		fmt.Println("e2e: skipping: curl is not installed (the end-to-end tests drive the proxy with curl)")
 		return 0
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
+	if _, err := exec.LookPath("go"); err != nil {
 		fmt.Println("e2e: skipping: the go command is not on PATH, so the fluidity binary cannot be built")
 		return 0
 	}
@@ -33,11 +30,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	fluidityBin = filepath.Join(dir, "fluidity")
-	build := exec.Command(goBin, "build", "-o", fluidityBin, "fluidity/cmd/fluidity")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: go build fluidity/cmd/fluidity:", err)
+	if err := proctest.Build(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	code := m.Run()

@@ -38,7 +38,7 @@ func TestSOCKS5WithRemoteDNS(t *testing.T) {
 		t.Fatalf("got %d bytes with the wrong checksum, want %d intact", got.n.Load(), size)
 	}
 	// The exit, not curl, looked the name up: the tunnel carried it.
-	if !tp.exit.waitLog("target=localhost:", 1, 5*time.Second) {
+	if !tp.exit.WaitLog("target=localhost:", 1, 5*time.Second) {
 		t.Errorf("the exit did not log a stream to localhost: curl resolved the name itself")
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"fluidity/internal/proctest"
 )
 
 // TestRefusalsTellTheUserWhy checks the answers a user gets when the exit
@@ -42,7 +44,7 @@ func TestRefusalsTellTheUserWhy(t *testing.T) {
 	proxy := "http://" + tp.agentAddr
 
 	t.Run("closed port", func(t *testing.T) {
-		closed := freeAddr(t)
+		closed := proctest.FreeAddr(t)
 		res := mustCurl(t, curlOpts{}, "-x", proxy, "-i", "http://"+closed+"/")
 		if !strings.HasPrefix(res.stdout, "HTTP/1.1 502") || !strings.Contains(res.stdout, "connection_refused") {
 			t.Errorf("got %q, want 502 with connection_refused", res.stdout)

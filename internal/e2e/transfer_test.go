@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"fluidity/internal/proctest"
 )
 
 // memoryLimit is the peak resident size the agent and the exit must stay
@@ -57,7 +59,7 @@ func TestLargeBodiesStreamThroughHTTPProxy(t *testing.T) {
 	peaks := reportMemory(t, tp.agent, tp.exit)
 	for name, hwm := range peaks {
 		if hwm >= memoryLimit {
-			t.Errorf("%s peak RSS %s after carrying 100 MB bodies, want < %s: bodies are being buffered", name, mib(hwm), mib(memoryLimit))
+			t.Errorf("%s peak RSS %s after carrying 100 MB bodies, want < %s: bodies are being buffered", name, proctest.MiB(hwm), proctest.MiB(memoryLimit))
 		}
 	}
 }
@@ -152,7 +154,7 @@ func TestStalledStreamDoesNotSlowOthers(t *testing.T) {
 		last = n
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("stalled stream holds %s written by the target and not read", mib(written.Load()))
+	t.Logf("stalled stream holds %s written by the target and not read", proctest.MiB(written.Load()))
 
 	reportMemory(t, tp.agent, tp.exit)
 	during := download()

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"fluidity/internal/proctest"
 )
 
 // TestUpRunsBothSidesAndReusesCertificates runs 'fluidity up' as a user
@@ -20,23 +22,23 @@ func TestUpRunsBothSidesAndReusesCertificates(t *testing.T) {
 
 	runUp := func(t *testing.T) {
 		t.Helper()
-		up, addr := startReady(t, "up", agentReady, func(addr string) []string {
+		up, addr := proctest.StartReady(t, "up", proctest.AgentReady, func(addr string) []string {
 			return []string{"up", "--state-dir", stateDir, "--listen", addr, "--log-level", "debug"}
 		})
-		out := up.stdout.String()
+		out := up.Stdout()
 		for _, want := range []string{"local proxy on " + addr, "curl -x http://" + addr, "--socks5-hostname " + addr} {
 			if !strings.Contains(out, want) {
 				t.Errorf("up printed %q, want it to contain %q", out, want)
 			}
 		}
-		waitLinkUp(t, up, 1)
+		proctest.WaitLinkUp(t, up, 1, linkWithin)
 		res := mustCurl(t, curlOpts{}, "-x", "http://"+addr, origin.URL+"/hello")
 		if res.stdout != "hello\n" {
 			t.Fatalf("curl through up got %q", res.stdout)
 		}
 		stopAt := time.Now()
-		up.signal(t, syscall.SIGINT)
-		if code := up.waitExit(t, 3*time.Second); code != 0 {
+		up.Signal(t, syscall.SIGINT)
+		if code := up.WaitExit(t, 3*time.Second); code != 0 {
 			t.Fatalf("up exited with status %d after SIGINT, want 0", code)
 		}
 		t.Logf("up stopped %v after SIGINT", time.Since(stopAt).Round(time.Millisecond))
@@ -85,8 +87,8 @@ func TestAgentStopsPromptlyOnInterrupt(t *testing.T) {
 	origin := newOrigin(t)
 	mustCurl(t, curlOpts{}, "-x", "http://"+tp.agentAddr, origin.URL+"/hello")
 	stopAt := time.Now()
-	tp.agent.signal(t, syscall.SIGINT)
-	if code := tp.agent.waitExit(t, 3*time.Second); code != 0 {
+	tp.agent.Signal(t, syscall.SIGINT)
+	if code := tp.agent.WaitExit(t, 3*time.Second); code != 0 {
 		t.Fatalf("agent exited with status %d after SIGINT, want 0", code)
 	}
 	t.Logf("agent stopped %v after SIGINT", time.Since(stopAt).Round(time.Millisecond))

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"fluidity/internal/pki"
+	"fluidity/internal/proctest"
 )
 
 // exitTLS is the TLS configuration of a client of the exit that presents
@@ -106,10 +107,10 @@ func (s *slowClient) check(t *testing.T, what string, lo, hi time.Duration) {
 // succeeding.
 func TestSlowloris(t *testing.T) {
 	needProcesses(t)
-	certs := certsInit(t)
-	exit, exitAddr := startExit(t, certs, "--handshake-timeout", "1s", "--header-timeout", "1s")
-	agent, proxy := startAgent(t, certs, exitAddr, "--header-timeout", "1s")
-	waitLinkUp(t, agent, 1, 10*time.Second)
+	certs := proctest.CertsInit(t)
+	exit, exitAddr := procs.StartExit(t, certs, "--handshake-timeout", "1s", "--header-timeout", "1s")
+	agent, proxy := procs.StartAgent(t, certs, exitAddr, "--header-timeout", "1s")
+	proctest.WaitLinkUp(t, agent, 1, 10*time.Second)
 	origin := newOrigin(t)
 	const gap = 100 * time.Millisecond
 	// The deadline is 1s; it may run from the first byte (up to one gap
@@ -170,7 +171,7 @@ func TestSlowloris(t *testing.T) {
 			})
 		}
 	})
-	if !exit.waitLog(`reason=timeout`, 1, 5*time.Second) {
+	if !exit.WaitLog(`reason=timeout`, 1, 5*time.Second) {
 		t.Errorf("the exit did not log the handshake timeout")
 	}
 
@@ -208,10 +209,10 @@ func TestSlowloris(t *testing.T) {
 // the exit's HTTP/1.1 CONNECT must answer 431 and end the connection.
 func TestOversizedHeaders(t *testing.T) {
 	needProcesses(t)
-	certs := certsInit(t)
-	exit, exitAddr := startExit(t, certs)
-	agent, proxy := startAgent(t, certs, exitAddr)
-	waitLinkUp(t, agent, 1, 10*time.Second)
+	certs := proctest.CertsInit(t)
+	exit, exitAddr := procs.StartExit(t, certs)
+	agent, proxy := procs.StartAgent(t, certs, exitAddr)
+	proctest.WaitLinkUp(t, agent, 1, 10*time.Second)
 	origin := newOrigin(t)
 	authority := strings.TrimPrefix(origin.URL, "http://")
 	huge := strings.Repeat("a", 200<<10) // over the agent's 64 KiB and the exit's 16 KiB
@@ -260,7 +261,7 @@ func TestOversizedHeaders(t *testing.T) {
 			}
 		})
 	}
-	if exit.exited() || agent.exited() {
+	if exit.Exited() || agent.Exited() {
 		t.Fatal("a process died")
 	}
 }
@@ -281,8 +282,8 @@ func mustDial(t *testing.T, addr string) net.Conn {
 // deadline, and logged with the reason.
 func TestNotTLSAndNoCertificate(t *testing.T) {
 	needProcesses(t)
-	certs := certsInit(t)
-	exit, exitAddr := startExit(t, certs, "--handshake-timeout", "3s")
+	certs := proctest.CertsInit(t)
+	exit, exitAddr := procs.StartExit(t, certs, "--handshake-timeout", "3s")
 
 	t.Run("garbage instead of TLS is closed at once and logged", func(t *testing.T) {
 		c := mustDial(t, exitAddr)
@@ -298,7 +299,7 @@ func TestNotTLSAndNoCertificate(t *testing.T) {
 		if took > time.Second {
 			t.Errorf("closed after %v, want at once", took)
 		}
-		if !exit.waitLog(`reason="not TLS"`, 1, 2*time.Second) {
+		if !exit.WaitLog(`reason="not TLS"`, 1, 2*time.Second) {
 			t.Error(`the exit did not log reason="not TLS"`)
 		}
 	})
@@ -323,7 +324,7 @@ func TestNotTLSAndNoCertificate(t *testing.T) {
 			t.Errorf("cut off after %v, beyond the 3s handshake deadline", took)
 		}
 		t.Logf("cut off after %v: %v", took.Round(time.Millisecond), err)
-		if !exit.waitLog(`reason="no client certificate"`, 1, 2*time.Second) {
+		if !exit.WaitLog(`reason="no client certificate"`, 1, 2*time.Second) {
 			t.Error(`the exit did not log reason="no client certificate"`)
 		}
 	})
@@ -335,16 +336,16 @@ func TestNotTLSAndNoCertificate(t *testing.T) {
 // bounded by the stream window (4 MiB by default) per stream.
 func TestStalledReader(t *testing.T) {
 	needProcesses(t)
-	certs := certsInit(t)
-	exit, exitAddr := startExit(t, certs)
-	agent, proxy := startAgent(t, certs, exitAddr)
-	waitLinkUp(t, agent, 1, 10*time.Second)
+	certs := proctest.CertsInit(t)
+	exit, exitAddr := procs.StartExit(t, certs)
+	agent, proxy := procs.StartAgent(t, certs, exitAddr)
+	proctest.WaitLinkUp(t, agent, 1, 10*time.Second)
 	origin := newOrigin(t)
 	blaster := newBlaster(t)
 	echo := newEcho(t)
 	waitRequest(t, proxy, origin.URL+"/hello", "hello\n", 10*time.Second)
 	time.Sleep(200 * time.Millisecond)
-	a0, e0 := agent.rss(t), exit.rss(t)
+	a0, e0 := agent.RSS(t), exit.RSS(t)
 
 	const stalled = 16
 	for range stalled {
@@ -386,7 +387,7 @@ func TestStalledReader(t *testing.T) {
 	perAgent := float64(a1-a0) / stalled
 	perExit := float64(e1-e0) / stalled
 	t.Logf("RSS with %d stalled streams: agent %s → %s (%.2f MiB per stream), exit %s → %s (%.2f MiB per stream)",
-		stalled, mib(a0), mib(a1), perAgent/(1<<20), mib(e0), mib(e1), perExit/(1<<20))
+		stalled, proctest.MiB(a0), proctest.MiB(a1), perAgent/(1<<20), proctest.MiB(e0), proctest.MiB(e1), perExit/(1<<20))
 	// One stalled stream pins at most its 4 MiB window in the agent, plus
 	// buffers; the exit's relay holds only what it is writing.
 	const window = 4 << 20
@@ -400,13 +401,13 @@ func TestStalledReader(t *testing.T) {
 
 // settledRSS waits until the process's RSS stops growing (for up to 5s)
 // and returns it.
-func settledRSS(t *testing.T, p *proc) int64 {
+func settledRSS(t *testing.T, p *proctest.Proc) int64 {
 	t.Helper()
-	last := p.rss(t)
+	last := p.RSS(t)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		time.Sleep(250 * time.Millisecond)
-		r := p.rss(t)
+		r := p.RSS(t)
 		if r-last < 256<<10 {
 			return r
 		}

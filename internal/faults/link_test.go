@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"fluidity/internal/proctest"
 )
 
 // streamWatch holds open tunnels, each with a reader, and records when
@@ -125,12 +127,12 @@ func (w *streamWatch) close() {
 // streams so no client hangs, and reconnect once packets flow again.
 func TestBlackholedLink(t *testing.T) {
 	needProcesses(t)
-	certs := certsInit(t)
-	exit, exitAddr := startExit(t, certs)
+	certs := proctest.CertsInit(t)
+	exit, exitAddr := procs.StartExit(t, certs)
 	relay := newLinkRelay(t, exitAddr)
-	agent, proxy := startAgent(t, certs, relay.addr(),
+	agent, proxy := procs.StartAgent(t, certs, relay.addr(),
 		"--ping-interval", "1s", "--ping-timeout", "2s", "--dial-timeout", "2s", "--link-wait", "15s")
-	waitLinkUp(t, agent, 1, 10*time.Second)
+	proctest.WaitLinkUp(t, agent, 1, 10*time.Second)
 	echo := newEcho(t)
 	origin := newOrigin(t)
 
@@ -141,7 +143,7 @@ func TestBlackholedLink(t *testing.T) {
 	relay.setBlackhole(true)
 	// Ping interval 1s + ping timeout 2s: dead within 3s; allow scheduling slack.
 	const noticeWithin = 5 * time.Second
-	if !agent.waitLog(linkLost, 1, noticeWithin) {
+	if !agent.WaitLog(proctest.LinkLost, 1, noticeWithin) {
 		t.Fatalf("the agent did not declare the blackholed link dead within %v (ping interval 1s, timeout 2s)", noticeWithin)
 	}
 	noticed := time.Since(start)
@@ -169,7 +171,7 @@ func TestBlackholedLink(t *testing.T) {
 	time.Sleep(time.Second)
 	relay.setBlackhole(false)
 	healed := time.Now()
-	waitLinkUp(t, agent, 2, 15*time.Second)
+	proctest.WaitLinkUp(t, agent, 2, 15*time.Second)
 	t.Logf("link up again %v after the relay forwarded again", time.Since(healed).Round(time.Millisecond))
 	select {
 	case err := <-waiting:
@@ -187,7 +189,7 @@ func TestBlackholedLink(t *testing.T) {
 	if err := echoRoundTrip(c, "after the blackhole\n", 5*time.Second); err != nil {
 		t.Fatalf("new tunnel after recovery: %v", err)
 	}
-	if exit.exited() {
+	if exit.Exited() {
 		t.Fatal("the exit died")
 	}
 }
@@ -198,29 +200,29 @@ func TestBlackholedLink(t *testing.T) {
 // no more connections or goroutines than before the streams.
 func TestExitKilledUnder200Streams(t *testing.T) {
 	needProcesses(t)
-	certs := certsInit(t)
-	exit, exitAddr := startExit(t, certs)
-	agent, proxy := startAgent(t, certs, exitAddr, "--link-wait", "15s")
-	waitLinkUp(t, agent, 1, 10*time.Second)
+	certs := proctest.CertsInit(t)
+	exit, exitAddr := procs.StartExit(t, certs)
+	agent, proxy := procs.StartAgent(t, certs, exitAddr, "--link-wait", "15s")
+	proctest.WaitLinkUp(t, agent, 1, 10*time.Second)
 	echo := newEcho(t)
 	origin := newOrigin(t)
 	waitRequest(t, proxy, origin.URL+"/hello", "hello\n", 10*time.Second)
 	time.Sleep(200 * time.Millisecond)
-	files0 := agent.openFiles(t)
-	g0, haveAdmin := agent.goroutines(t)
+	files0 := agent.OpenFiles(t)
+	g0, haveAdmin := agent.Goroutines(t)
 
 	const streams = 200
 	w := openStreams(t, proxy, echo.addr(), streams, 20*time.Second)
-	if n := agent.openFiles(t); n < files0+streams {
+	if n := agent.OpenFiles(t); n < files0+streams {
 		t.Fatalf("agent holds %d files with %d streams open, %d before: the streams are not all open", n, streams, files0)
 	}
 	if haveAdmin {
-		g, _ := agent.goroutines(t)
+		g, _ := agent.Goroutines(t)
 		t.Logf("agent goroutines: %d before the streams, %d with %d streams open", g0, g, streams)
 	}
 
 	killed := time.Now()
-	exit.kill()
+	exit.Kill()
 	const within = 3 * time.Second
 	slowest, open := w.waitEnded(killed, within)
 	if open > 0 {
@@ -233,8 +235,8 @@ func TestExitKilledUnder200Streams(t *testing.T) {
 	w.close()
 
 	restarted := time.Now()
-	startExitAt(t, certs, exitAddr)
-	waitLinkUp(t, agent, 2, 20*time.Second)
+	procs.StartExitAt(t, certs, exitAddr)
+	proctest.WaitLinkUp(t, agent, 2, 20*time.Second)
 	waitRequest(t, proxy, origin.URL+"/hello", "hello\n", 10*time.Second)
 	t.Logf("the agent reconnected and served a request %v after the exit restarted", time.Since(restarted).Round(time.Millisecond))
 
@@ -242,7 +244,7 @@ func TestExitKilledUnder200Streams(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	var files int
 	for {
-		files = agent.openFiles(t)
+		files = agent.OpenFiles(t)
 		if files <= files0+5 || time.Now().After(deadline) {
 			break
 		}
@@ -257,7 +259,7 @@ func TestExitKilledUnder200Streams(t *testing.T) {
 	}
 	var g int
 	for {
-		g, _ = agent.goroutines(t)
+		g, _ = agent.Goroutines(t)
 		if g <= g0+10 || time.Now().After(deadline) {
 			break
 		}
@@ -275,11 +277,11 @@ func TestExitKilledUnder200Streams(t *testing.T) {
 // flat.
 func TestExitRestartsUnderLoad(t *testing.T) {
 	needProcesses(t)
-	certs := certsInit(t)
-	exit, exitAddr := startExit(t, certs)
-	agent, proxy := startAgent(t, certs, exitAddr,
+	certs := proctest.CertsInit(t)
+	exit, exitAddr := procs.StartExit(t, certs)
+	agent, proxy := procs.StartAgent(t, certs, exitAddr,
 		"--ping-interval", "1s", "--ping-timeout", "2s", "--link-wait", "10s")
-	waitLinkUp(t, agent, 1, 10*time.Second)
+	proctest.WaitLinkUp(t, agent, 1, 10*time.Second)
 	origin := newOrigin(t)
 
 	// The load: workers fetching small and larger bodies in a loop.
@@ -315,37 +317,37 @@ func TestExitRestartsUnderLoad(t *testing.T) {
 	var slowest time.Duration
 	for i := range restarts {
 		time.Sleep(150 * time.Millisecond) // let the load run on this exit
-		exit.kill()
+		exit.Kill()
 		before := ok.Load()
 		restarted := time.Now()
-		exit = startExitAt(t, certs, exitAddr)
+		exit = procs.StartExitAt(t, certs, exitAddr)
 		// The agent keeps up: within a few seconds of the restart, the
 		// background requests succeed again.
 		for ok.Load() < before+4 {
 			if time.Since(restarted) > 10*time.Second {
 				t.Fatalf("restart %d: no requests succeeded within 10s of the exit restarting (%d failed so far); the agent's last word: %s",
-					i+1, failed.Load(), lastLine(agent, linkLost))
+					i+1, failed.Load(), lastLine(agent, proctest.LinkLost))
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		slowest = max(slowest, time.Since(restarted))
 		if i == 2 {
 			time.Sleep(300 * time.Millisecond)
-			rssAfter3 = agent.rss(t)
+			rssAfter3 = agent.RSS(t)
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
-	rssEnd := agent.rss(t)
+	rssEnd := agent.RSS(t)
 	t.Logf("%d restarts: %d requests succeeded, %d failed; slowest recovery %v; agent RSS %s after 3 restarts, %s after %d",
-		restarts, ok.Load(), failed.Load(), slowest.Round(time.Millisecond), mib(rssAfter3), mib(rssEnd), restarts)
+		restarts, ok.Load(), failed.Load(), slowest.Round(time.Millisecond), proctest.MiB(rssAfter3), proctest.MiB(rssEnd), restarts)
 	if limit := rssAfter3*3/2 + 8<<20; rssEnd > limit {
-		t.Errorf("agent RSS grew from %s after 3 restarts to %s after %d (limit %s)", mib(rssAfter3), mib(rssEnd), restarts, mib(limit))
+		t.Errorf("agent RSS grew from %s after 3 restarts to %s after %d (limit %s)", proctest.MiB(rssAfter3), proctest.MiB(rssEnd), restarts, proctest.MiB(limit))
 	}
 }
 
 // lastLine is the last line of p's log that contains s.
-func lastLine(p *proc, s string) string {
-	out := p.stderr.String()
+func lastLine(p *proctest.Proc, s string) string {
+	out := p.Stderr()
 	i := strings.LastIndex(out, s)
 	if i < 0 {
 		return "(none)"

@@ -4,14 +4,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"fluidity/internal/proctest"
 )
 
 // soak is how long TestSoak runs; zero skips it.
@@ -19,10 +19,6 @@ var soak = flag.Duration("soak", 0, "run TestSoak for this long (for example 10m
 
 // binFlag names a fluidity binary to test instead of building one.
 var binFlag = flag.String("fluidity", "", "test this fluidity binary instead of building one from the source")
-
-// fluidityBin is the binary built by TestMain (or given with -fluidity); empty when it could not be
-// built, and the process tests skip.
-var fluidityBin string
 
 // helperEnv, when set in the environment, makes the test binary run as a
 // helper process instead of running tests (see runHelper).
@@ -41,7 +37,8 @@ func run(m *testing.M) int {
 	switch {
 	case runtime.GOOS != "linux", fuzzWorker():
 	case *binFlag != "":
-		fluidityBin, _ = filepath.Abs(*binFlag)
+		bin, _ := filepath.Abs(*binFlag)
+		proctest.UseBinary(bin)
 	default:
 		dir, err := os.MkdirTemp("", "fluidity-faults-")
 		if err != nil {
@@ -49,7 +46,7 @@ func run(m *testing.M) int {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		if err := build(dir); err != nil {
+		if err := proctest.Build(dir); err != nil {
 			fmt.Fprintln(os.Stderr, "faults:", err)
 			return 1
 		}
@@ -69,22 +66,6 @@ func run(m *testing.M) int {
 func fuzzWorker() bool {
 	f := flag.Lookup("test.fuzzworker")
 	return f != nil && f.Value.String() == "true"
-}
-
-// build compiles fluidity into dir and sets fluidityBin.
-func build(dir string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(dir, "fluidity")
-	cmd := exec.Command(goBin, "build", "-o", bin, "fluidity/cmd/fluidity")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go build fluidity/cmd/fluidity: %w", err)
-	}
-	fluidityBin = bin
-	return nil
 }
 
 // openFilesLimit is the soft RLIMIT_NOFILE after raiseOpenFiles, which
@@ -113,23 +94,7 @@ func raiseOpenFiles() {
 // cannot run here.
 func needProcesses(t *testing.T) {
 	t.Helper()
-	if fluidityBin == "" {
+	if proctest.Binary() == "" {
 		t.Skip("the process tests need Linux (/proc) and the go command to build fluidity")
 	}
-}
-
-// childEnv is the environment for child processes: the test's own, without
-// FLUIDITY_* variables (which the commands would read as configuration) and
-// without proxy variables.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		upper := strings.ToUpper(name)
-		if strings.HasPrefix(upper, "FLUIDITY_") || strings.HasSuffix(upper, "_PROXY") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"fluidity/internal/proctest"
 )
 
 // startHolder runs the hold helper (see runHelper) and returns its address.
@@ -18,7 +20,7 @@ import (
 func startHolder(t *testing.T) string {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(childEnv(), helperEnv+"=hold")
+	cmd.Env = append(proctest.Env(), helperEnv+"=hold")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -71,25 +73,25 @@ func Test10000Streams(t *testing.T) {
 		streams = fit
 	}
 	hold := startHolder(t)
-	certs := certsInit(t)
+	certs := proctest.CertsInit(t)
 	// "--log-level info" comes after the harness's debug level and wins.
-	exit, exitAddr := startExit(t, certs, "--max-streams", "12000", "--log-level", "info")
+	exit, exitAddr := procs.StartExit(t, certs, "--max-streams", "12000", "--log-level", "info")
 	agentArgs := []string{"--log-level", "info"}
-	if hasFlag(t, "agent", "max-connections") {
+	if proctest.HasFlag("agent", "max-connections") {
 		agentArgs = append(agentArgs, "--max-connections", "12000")
 	}
-	agent, proxy := startAgent(t, certs, exitAddr, agentArgs...)
-	waitLinkUp(t, agent, 1, 10*time.Second)
+	agent, proxy := procs.StartAgent(t, certs, exitAddr, agentArgs...)
+	proctest.WaitLinkUp(t, agent, 1, 10*time.Second)
 	c, err := dialConnect(proxy, hold, 5*time.Second)
 	if err != nil {
 		t.Fatalf("no tunnel through the agent: %v", err)
 	}
 	c.Close()
 	time.Sleep(500 * time.Millisecond)
-	a0, e0 := agent.rss(t), exit.rss(t)
-	af0, ef0 := agent.openFiles(t), exit.openFiles(t)
-	g0, haveAdmin := agent.goroutines(t)
-	eg0, ok := exit.goroutines(t)
+	a0, e0 := agent.RSS(t), exit.RSS(t)
+	af0, ef0 := agent.OpenFiles(t), exit.OpenFiles(t)
+	g0, haveAdmin := agent.Goroutines(t)
+	eg0, ok := exit.Goroutines(t)
 	if !ok {
 		eg0 = -1
 	}
@@ -138,8 +140,8 @@ func Test10000Streams(t *testing.T) {
 	}
 	opened := time.Since(start)
 	time.Sleep(time.Second)
-	a1, e1 := agent.rss(t), exit.rss(t)
-	af1, ef1 := agent.openFiles(t), exit.openFiles(t)
+	a1, e1 := agent.RSS(t), exit.RSS(t)
+	af1, ef1 := agent.OpenFiles(t), exit.OpenFiles(t)
 	// The agent holds each client's connection, the exit each target's;
 	// the streams themselves share the one link.
 	if af1-af0 < streams || ef1-ef0 < streams {
@@ -148,13 +150,13 @@ func Test10000Streams(t *testing.T) {
 	perAgent := float64(a1-a0) / float64(streams) / 1024
 	perExit := float64(e1-e0) / float64(streams) / 1024
 	t.Logf("%d idle tunnels on one link, opened in %v: agent RSS %s → %s (%.1f KB per tunnel), exit RSS %s → %s (%.1f KB per tunnel)",
-		streams, opened.Round(time.Millisecond), mib(a0), mib(a1), perAgent, mib(e0), mib(e1), perExit)
+		streams, opened.Round(time.Millisecond), proctest.MiB(a0), proctest.MiB(a1), perAgent, proctest.MiB(e0), proctest.MiB(e1), perExit)
 	if haveAdmin {
-		g1, _ := agent.goroutines(t)
+		g1, _ := agent.Goroutines(t)
 		t.Logf("agent goroutines: %d → %d (%.1f per tunnel)", g0, g1, float64(g1-g0)/float64(streams))
 	}
 	if eg0 >= 0 {
-		eg1, _ := exit.goroutines(t)
+		eg1, _ := exit.Goroutines(t)
 		t.Logf("exit goroutines: %d → %d (%.1f per tunnel)", eg0, eg1, float64(eg1-eg0)/float64(streams))
 	}
 	// The tunnel's memory target is under 20 KB per idle tunnel per side;
@@ -168,7 +170,7 @@ func Test10000Streams(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	var af2, ef2 int
 	for {
-		af2, ef2 = agent.openFiles(t), exit.openFiles(t)
+		af2, ef2 = agent.OpenFiles(t), exit.OpenFiles(t)
 		if (af2 <= af0+10 && ef2 <= ef0+10) || time.Now().After(deadline) {
 			break
 		}
@@ -184,7 +186,7 @@ func Test10000Streams(t *testing.T) {
 	}
 	var g2 int
 	for {
-		g2, _ = agent.goroutines(t)
+		g2, _ = agent.Goroutines(t)
 		if g2 <= g0+20 || time.Now().After(deadline) {
 			break
 		}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"fluidity/internal/proctest"
 )
 
 // figures is what the soak test watches in one process.
@@ -26,13 +28,13 @@ func (f figures) String() string {
 	if f.goroutines >= 0 {
 		g = fmt.Sprint(f.goroutines)
 	}
-	return fmt.Sprintf("RSS %s, open files %d, goroutines %s", mib(f.rss), f.files, g)
+	return fmt.Sprintf("RSS %s, open files %d, goroutines %s", proctest.MiB(f.rss), f.files, g)
 }
 
-func snapshot(t *testing.T, p *proc) figures {
+func snapshot(t *testing.T, p *proctest.Proc) figures {
 	t.Helper()
-	f := figures{rss: p.rss(t), files: p.openFiles(t), goroutines: -1}
-	if g, ok := p.goroutines(t); ok {
+	f := figures{rss: p.RSS(t), files: p.OpenFiles(t), goroutines: -1}
+	if g, ok := p.Goroutines(t); ok {
 		f.goroutines = g
 	}
 	return f
@@ -48,10 +50,10 @@ func TestSoak(t *testing.T) {
 		t.Skip("soak test: run with -soak DURATION, for example: go test ./internal/faults -run Soak -soak 10m")
 	}
 	needProcesses(t)
-	certs := certsInit(t)
+	certs := proctest.CertsInit(t)
 	// Info, the default level, rather than the harness's debug.
-	exit, exitAddr := startExit(t, certs, "--log-level", "info")
-	agent, proxy := startAgent(t, certs, exitAddr, "--log-level", "info")
+	exit, exitAddr := procs.StartExit(t, certs, "--log-level", "info")
+	agent, proxy := procs.StartAgent(t, certs, exitAddr, "--log-level", "info")
 	origin := newOrigin(t)
 	echo := newEcho(t)
 	waitRequest(t, proxy, origin.URL+"/hello", "hello\n", 10*time.Second)
@@ -135,7 +137,7 @@ loop:
 		per = append(per, fmt.Sprintf("%s %d", k.name, n))
 	}
 	t.Logf("soak of %v: %d operations (%s), %d failed; peak RSS agent %s, exit %s",
-		*soak, total, strings.Join(per, ", "), fails.Load(), mib(peakA), mib(peakE))
+		*soak, total, strings.Join(per, ", "), fails.Load(), proctest.MiB(peakA), proctest.MiB(peakE))
 	t.Logf("end: agent %v; exit %v", a1, e1)
 	if fails.Load() > 0 {
 		t.Errorf("%d operations failed; first ones: %q", fails.Load(), errs)

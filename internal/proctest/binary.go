@@ -1,0 +1,77 @@
+package proctest
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+)
+
+// bin is the fluidity binary the Start functions run; set by Build or
+// UseBinary from TestMain, before any test runs.
+var bin string
+
+// Build compiles fluidity/cmd/fluidity into dir and makes it the binary the
+// Start functions run. It uses the go command on PATH, or the one in
+// GOROOT if there is none on PATH.
+func Build(dir string) error {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(dir, "fluidity")
+	cmd := exec.Command(goBin, "build", "-o", out, "fluidity/cmd/fluidity")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build fluidity/cmd/fluidity: %w", err)
+	}
+	bin = out
+	return nil
+}
+
+// UseBinary makes path the binary the Start functions run, instead of one
+// built by Build.
+func UseBinary(path string) { bin = path }
+
+// Binary is the path of the fluidity binary under test; empty before Build
+// or UseBinary.
+func Binary() string { return bin }
+
+// Env is the environment for child processes: the test's own, without
+// FLUIDITY_* variables (which the commands would read as configuration),
+// without proxy variables and without CURL_HOME (which curl would obey).
+func Env() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		upper := strings.ToUpper(name)
+		if strings.HasPrefix(upper, "FLUIDITY_") || strings.HasSuffix(upper, "_PROXY") || upper == "CURL_HOME" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+var (
+	helpMu   sync.Mutex
+	helpText = map[string][]byte{} // guarded by helpMu: 'fluidity CMD --help' by CMD
+)
+
+// HasFlag reports whether 'fluidity cmd --help' lists flag. The help text
+// is read once per command.
+func HasFlag(cmd, flag string) bool {
+	helpMu.Lock()
+	defer helpMu.Unlock()
+	out, ok := helpText[cmd]
+	if !ok {
+		c := exec.Command(bin, cmd, "--help")
+		c.Env = Env()
+		out, _ = c.CombinedOutput()
+		helpText[cmd] = out
+	}
+	return strings.Contains(string(out), "\n  -"+flag+" ") || strings.Contains(string(out), "\n  -"+flag+"\n")
+}
