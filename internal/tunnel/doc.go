@@ -11,7 +11,8 @@
 // codec and HPACK of golang.org/x/net/http2, because a tunnel needs what a
 // general HTTP library does not give: true half-close in both directions,
 // no buffer held by an idle stream, DATA payloads read straight into the
-// buffers they are delivered from, and writes batched by a single writer.
+// buffers they are delivered from, and few system calls and thread
+// hand-offs per frame.
 //
 // # Flow control
 //
@@ -21,10 +22,20 @@
 // and the stream limit bound memory, and one paused reader can never use up
 // the connection's window.
 //
+// # Writing
+//
+// Writing is a role held by one goroutine at a time. A stream goroutine
+// that finds the connection quiet (no one writing, nothing queued) writes
+// its own frame; otherwise it queues the frame, and the write loop writes
+// everything queued in one batch. The read loop never takes the role: it
+// queues its control frames, and its only writes are non-blocking writes of
+// arriving data to an idle relay's TCP destination (Stream.WriteTo), so it
+// never waits on a write.
+//
 // # Goroutines
 //
 // A connection runs a read loop, a write loop and, when configured, a ping
-// loop; Close (or the death of the connection) ends them and waits for them.
-// Streams start no goroutines. Server handlers run one goroutine per stream,
-// which Serve waits for before it returns.
+// loop and an idle-timeout sweeper; Close (or the death of the connection)
+// ends them and waits for them. Streams start no goroutines. Server handlers
+// run one goroutine per stream, which Serve waits for before it returns.
 package tunnel
