@@ -112,7 +112,7 @@ func TestHTTP1TunnelToExitHalfCloses(t *testing.T) {
 	}
 	defer tc.Close()
 	tc.SetDeadline(time.Now().Add(60 * time.Second))
-	fmt.Fprintf(tc, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target.addr(), target.addr())
+	fmt.Fprintf(tc, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target.Addr(), target.Addr())
 	br := bufio.NewReader(tc)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil || resp.StatusCode != http.StatusOK {

@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"fluidity/internal/proctest"
 )
 
 // payload returns n deterministic pseudo-random bytes for seed, generated
@@ -301,76 +303,18 @@ func writeFrame(w io.Writer, opcode byte, payload []byte, mask bool) error {
 	return err
 }
 
-// tcpTarget is a raw TCP server in the test process.
-type tcpTarget struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]bool // guarded by mu
-}
-
-// newTCPTarget serves each connection with handle on a loopback port. When
-// the test ends the listener and every open connection are closed and the
-// handlers waited for.
-func newTCPTarget(t *testing.T, handle func(net.Conn)) *tcpTarget {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &tcpTarget{ln: ln, conns: map[net.Conn]bool{}}
-	s.wg.Add(1)
-	go s.acceptLoop(handle)
-	t.Cleanup(func() {
-		ln.Close()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
-	return s
-}
-
-func (s *tcpTarget) addr() string { return s.ln.Addr().String() }
-
-func (s *tcpTarget) acceptLoop(handle func(net.Conn)) {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		s.conns[c] = true
-		s.mu.Unlock()
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() {
-				c.Close()
-				s.mu.Lock()
-				delete(s.conns, c)
-				s.mu.Unlock()
-			}()
-			handle(c)
-		}()
-	}
-}
-
 // greeting is what the hello-and-close target sends.
 const greeting = "hello from the target\n"
 
 // newGreeter starts a target that sends greeting and closes at once.
-func newGreeter(t *testing.T) *tcpTarget {
-	return newTCPTarget(t, func(c net.Conn) { io.WriteString(c, greeting) })
+func newGreeter(t *testing.T) *proctest.Target {
+	return proctest.NewTarget(t, func(c net.Conn) { io.WriteString(c, greeting) })
 }
 
 // newEchoHash starts a target that reads until the client half-closes and
 // then answers "SHA256 COUNT\n" of what it read.
-func newEchoHash(t *testing.T) *tcpTarget {
-	return newTCPTarget(t, func(c net.Conn) {
+func newEchoHash(t *testing.T) *proctest.Target {
+	return proctest.NewTarget(t, func(c net.Conn) {
 		hw := newHashWriter()
 		if _, err := io.Copy(hw, c); err != nil {
 			return
@@ -382,8 +326,8 @@ func newEchoHash(t *testing.T) *tcpTarget {
 // newBlaster starts a target that writes payload(seed, n) as fast as the
 // reader lets it, then closes. written counts the bytes accepted by the
 // kernel so far.
-func newBlaster(t *testing.T, seed uint64, n int64, written *atomic.Int64) *tcpTarget {
-	return newTCPTarget(t, func(c net.Conn) {
+func newBlaster(t *testing.T, seed uint64, n int64, written *atomic.Int64) *proctest.Target {
+	return proctest.NewTarget(t, func(c net.Conn) {
 		src := payload(seed, n)
 		buf := make([]byte, 32<<10)
 		for {

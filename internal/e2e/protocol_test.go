@@ -129,10 +129,10 @@ func TestTargetThatClosesAtOnce(t *testing.T) {
 		}
 	}
 	t.Run("CONNECT", func(t *testing.T) {
-		check(t, mustConnect(t, tp.agentAddr, target.addr()))
+		check(t, mustConnect(t, tp.agentAddr, target.Addr()))
 	})
 	t.Run("SOCKS5", func(t *testing.T) {
-		host, port := splitHostPort(t, target.addr())
+		host, port := splitHostPort(t, target.Addr())
 		c, reply := dialSOCKS5(t, tp.agentAddr, host, port)
 		if reply != 0 {
 			t.Fatalf("SOCKS5 reply %d, want success", reply)

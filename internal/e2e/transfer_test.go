@@ -77,7 +77,7 @@ func TestUploadThroughConnectArrivesIntact(t *testing.T) {
 	t.Run("raw stream with half-close", func(t *testing.T) {
 		const seed = 3
 		target := newEchoHash(t)
-		c := mustConnect(t, tp.agentAddr, target.addr())
+		c := mustConnect(t, tp.agentAddr, target.Addr())
 		start := time.Now()
 		go func() {
 			io.Copy(c, payload(seed, size))
@@ -136,7 +136,7 @@ func TestStalledStreamDoesNotSlowOthers(t *testing.T) {
 	const stallSeed = 6
 	var written atomic.Int64
 	blaster := newBlaster(t, stallSeed, stallSize, &written)
-	stalled := mustConnect(t, tp.agentAddr, blaster.addr())
+	stalled := mustConnect(t, tp.agentAddr, blaster.Addr())
 	// Wait until the stalled stream is full: the target can write no more.
 	var last int64 = -1
 	deadline := time.Now().Add(10 * time.Second)

@@ -349,7 +349,7 @@ func TestStalledReader(t *testing.T) {
 
 	const stalled = 16
 	for range stalled {
-		c, err := dialConnect(proxy, blaster.addr(), 10*time.Second)
+		c, err := dialConnect(proxy, blaster.Addr(), 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -368,7 +368,7 @@ func TestStalledReader(t *testing.T) {
 	if body, err := get(t.Context(), c, origin.URL+"/hello"); err != nil || body != "hello\n" {
 		t.Fatalf("request beside %d stalled streams: %q, %v", stalled, body, err)
 	}
-	ec, err := dialConnect(proxy, echo.addr(), 5*time.Second)
+	ec, err := dialConnect(proxy, echo.Addr(), 5*time.Second)
 	if err != nil {
 		t.Fatalf("tunnel beside %d stalled streams: %v", stalled, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,9 +12,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"fluidity/internal/proctest"
 )
 
 // tunnelConn is a connection tunnelled through the agent. Reads go through
@@ -177,81 +177,15 @@ func (zeros) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// tcpTarget is a raw TCP server in the test process. When the test ends
-// the listener and every open connection are closed and the handlers
-// waited for.
-type tcpTarget struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]bool // guarded by mu
-}
-
-func newTCPTarget(t testing.TB, handle func(net.Conn)) *tcpTarget {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &tcpTarget{ln: ln, conns: map[net.Conn]bool{}}
-	s.wg.Add(1)
-	go s.acceptLoop(handle)
-	t.Cleanup(s.close)
-	return s
-}
-
-func (s *tcpTarget) addr() string { return s.ln.Addr().String() }
-
-func (s *tcpTarget) acceptLoop(handle func(net.Conn)) {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(5 * time.Millisecond) // EMFILE and the like
-			continue
-		}
-		s.mu.Lock()
-		s.conns[c] = true
-		s.mu.Unlock()
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() {
-				c.Close()
-				s.mu.Lock()
-				delete(s.conns, c)
-				s.mu.Unlock()
-			}()
-			handle(c)
-		}()
-	}
-}
-
-func (s *tcpTarget) close() {
-	s.ln.Close()
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
 // newEcho starts a target that echoes what it reads.
-func newEcho(t testing.TB) *tcpTarget {
-	return newTCPTarget(t, func(c net.Conn) { io.Copy(c, c) })
+func newEcho(t testing.TB) *proctest.Target {
+	return proctest.NewTarget(t, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // newBlaster starts a target that writes zeros as fast as the reader lets
 // it until the connection ends.
-func newBlaster(t testing.TB) *tcpTarget {
-	return newTCPTarget(t, func(c net.Conn) {
+func newBlaster(t testing.TB) *proctest.Target {
+	return proctest.NewTarget(t, func(c net.Conn) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)

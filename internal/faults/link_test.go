@@ -31,7 +31,7 @@ type streamWatch struct {
 func openStreams(t *testing.T, proxy, echo string, n int, limit time.Duration) *streamWatch {
 	t.Helper()
 	w := &streamWatch{conns: make([]net.Conn, n), ended: make([]atomic.Int64, n), errs: make([]error, n)}
-	t.Cleanup(w.close)
+	t.Cleanup(w.Close)
 	var (
 		wg       sync.WaitGroup
 		firstErr error
@@ -112,7 +112,7 @@ func (w *streamWatch) timeouts() int {
 	return n
 }
 
-func (w *streamWatch) close() {
+func (w *streamWatch) Close() {
 	for _, c := range w.conns {
 		if c != nil {
 			c.Close()
@@ -130,14 +130,14 @@ func TestBlackholedLink(t *testing.T) {
 	certs := proctest.CertsInit(t)
 	exit, exitAddr := procs.StartExit(t, certs)
 	relay := newLinkRelay(t, exitAddr)
-	agent, proxy := procs.StartAgent(t, certs, relay.addr(),
+	agent, proxy := procs.StartAgent(t, certs, relay.Addr(),
 		"--ping-interval", "1s", "--ping-timeout", "2s", "--dial-timeout", "2s", "--link-wait", "15s")
 	proctest.WaitLinkUp(t, agent, 1, 10*time.Second)
 	echo := newEcho(t)
 	origin := newOrigin(t)
 
 	const streams = 20
-	w := openStreams(t, proxy, echo.addr(), streams, 20*time.Second)
+	w := openStreams(t, proxy, echo.Addr(), streams, 20*time.Second)
 
 	start := time.Now()
 	relay.setBlackhole(true)
@@ -181,7 +181,7 @@ func TestBlackholedLink(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("a request made during the blackhole still waits 20s after recovery")
 	}
-	c, err := dialConnect(proxy, echo.addr(), 5*time.Second)
+	c, err := dialConnect(proxy, echo.Addr(), 5*time.Second)
 	if err != nil {
 		t.Fatalf("new tunnel after recovery: %v", err)
 	}
@@ -212,7 +212,7 @@ func TestExitKilledUnder200Streams(t *testing.T) {
 	g0, haveAdmin := agent.Goroutines(t)
 
 	const streams = 200
-	w := openStreams(t, proxy, echo.addr(), streams, 20*time.Second)
+	w := openStreams(t, proxy, echo.Addr(), streams, 20*time.Second)
 	if n := agent.OpenFiles(t); n < files0+streams {
 		t.Fatalf("agent holds %d files with %d streams open, %d before: the streams are not all open", n, streams, files0)
 	}
@@ -232,7 +232,7 @@ func TestExitKilledUnder200Streams(t *testing.T) {
 		t.Fatalf("%d clients hung until their own deadline", n)
 	}
 	t.Logf("all %d streams ended within %v of the kill", streams, slowest.Round(time.Millisecond))
-	w.close()
+	w.Close()
 
 	restarted := time.Now()
 	procs.StartExitAt(t, certs, exitAddr)

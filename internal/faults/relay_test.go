@@ -48,11 +48,11 @@ func newLinkRelay(t testing.TB, target string) *linkRelay {
 	r := &linkRelay{ln: ln, target: target, pairs: map[*relayPair]bool{}}
 	r.wg.Add(1)
 	go r.acceptLoop()
-	t.Cleanup(r.close)
+	t.Cleanup(r.Close)
 	return r
 }
 
-func (r *linkRelay) addr() string { return r.ln.Addr().String() }
+func (r *linkRelay) Addr() string { return r.ln.Addr().String() }
 
 func (r *linkRelay) acceptLoop() {
 	defer r.wg.Done()
@@ -181,7 +181,7 @@ func (r *linkRelay) resetAll() {
 	}
 }
 
-func (r *linkRelay) close() {
+func (r *linkRelay) Close() {
 	r.ln.Close()
 	r.resetAll()
 	r.wg.Wait()

@@ -62,7 +62,7 @@ func TestSoak(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	client := proxyClient(t, proxy, 30*time.Second)
-	kinds := soakKinds(client, proxy, origin.URL, echo.addr())
+	kinds := soakKinds(client, proxy, origin.URL, echo.Addr())
 	for _, k := range kinds {
 		if err := k.run(ctx); err != nil {
 			t.Fatalf("%s: %v", k.name, err)
