@@ -122,15 +122,20 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	a := &Agent{}
 	tcfg := cfg.Tunnel
 	tcfg.Addr = cfg.Exit
 	tcfg.TLS = cfg.TLS
 	tcfg.Logger = cfg.Logger
+	// A draining link keeps only the streams in use: pooled idle upstream
+	// connections would hold it, and the exit's shutdown, for their idle
+	// timeout.
+	tcfg.OnDrain = func() { a.http.CloseIdleConnections() }
 	client, err := tunnel.NewClient(tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a := &Agent{
+	*a = Agent{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		obs:      cfg.Observer,

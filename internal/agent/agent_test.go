@@ -323,3 +323,82 @@ func TestRequestsThatOnlyLookLikeConnectReachTheHTTPProxy(t *testing.T) {
 		})
 	}
 }
+
+func TestExitShutdownIsNotHeldByIdleUpstreamConnections(t *testing.T) {
+	dir := t.TempDir()
+	if err := pki.Init(pki.InitOptions{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	file := func(n string) string { return filepath.Join(dir, n) }
+	srvTLS, err := pki.ServerConfig(file(pki.ServerCertFile), file(pki.ServerKeyFile), file(pki.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, _ := egress.New(egress.Config{AllowPrivate: true})
+	d := &egress.Dialer{Policy: policy}
+	const shutdownTimeout = 5 * time.Second
+	srv, err := exit.New(exit.Config{TLS: srvTLS, Dial: d.DialContext, ShutdownTimeout: shutdownTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exitCtx, stopExit := context.WithCancel(context.Background())
+	exitDone := make(chan struct{})
+	go func() { defer close(exitDone); srv.Serve(exitCtx, eln) }()
+	defer func() { stopExit(); <-exitDone }()
+
+	cliTLS, err := pki.ClientConfig(file(pki.ClientCertFile), file(pki.ClientKeyFile), file(pki.CAFile), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{Exit: eln.Addr().String(), TLS: cliTLS, ShutdownTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aln, err := Listen("127.0.0.1:0", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentCtx, stopAgent := context.WithCancel(context.Background())
+	agentDone := make(chan struct{})
+	go func() { defer close(agentDone); a.Serve(agentCtx, aln) }()
+	defer func() { stopAgent(); <-agentDone }()
+
+	// A plain HTTP request leaves an idle keep-alive upstream connection,
+	// which is an open tunnel stream.
+	origin := startOrigin(t)
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: aln.Addr().String()})}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("http://" + origin + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	waitUntil(t, func() bool { return srv.OpenStreams() == 1 })
+
+	start := time.Now()
+	stopExit()
+	select {
+	case <-exitDone:
+	case <-time.After(2 * shutdownTimeout):
+		t.Fatal("exit did not stop")
+	}
+	if took := time.Since(start); took > shutdownTimeout/2 {
+		t.Fatalf("exit took %v to stop (shutdown timeout %v): an idle pooled stream held the draining link", took, shutdownTimeout)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

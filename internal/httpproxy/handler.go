@@ -135,6 +135,13 @@ func (h *Handler) Close() error {
 	return nil
 }
 
+// CloseIdleConnections closes the idle upstream connections kept for
+// keep-alive (each one a tunnel stream), leaving those in use alone.
+func (h *Handler) CloseIdleConnections() {
+	h.init()
+	h.transport.CloseIdleConnections()
+}
+
 // begin registers a request that may take over its connection. It reports
 // false after Close.
 func (h *Handler) begin() bool {

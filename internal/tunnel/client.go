@@ -36,6 +36,12 @@ type ClientConfig struct {
 	BackoffMin, BackoffMax time.Duration
 	// Header, if set, returns extra headers for each CONNECT request.
 	Header func(ctx context.Context) (http.Header, error)
+	// OnDrain, if set, is called when the exit asks the current link to go
+	// away gracefully (GOAWAY without error, as when it shuts down): open
+	// streams keep the old link while a new one takes new streams, so pooled
+	// idle connections on the old link should be closed now, or they keep
+	// it (and the exit's shutdown) waiting.
+	OnDrain func()
 	// NetDial dials the TCP connection. If nil, a net.Dialer is used.
 	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Logger receives link events. Nil discards them.
@@ -178,6 +184,9 @@ func (c *Client) Run(ctx context.Context) error {
 				defer draining.Done()
 				link.Shutdown(drainCtx)
 			}()
+			if c.cfg.OnDrain != nil {
+				c.cfg.OnDrain()
+			}
 			failures = 0
 			continue
 		case <-ctx.Done():
