@@ -85,6 +85,7 @@ type Agent struct {
 	socks    *socks5.Server
 
 	listenAddr atomic.Pointer[string] // set by Serve while it listens; nil otherwise
+	verified   atomic.Pointer[string] // the identity the exit last verified (IAM ARN); nil until then
 	conns      connCounter
 	httpConns  sync.Map // net.Conn → *httpConn: connections the HTTP server owns
 	streams    streamSet

@@ -402,3 +402,48 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestReportShowsTheIdentityTheExitVerified(t *testing.T) {
+	dir := t.TempDir()
+	if err := pki.Init(pki.InitOptions{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	file := func(n string) string { return filepath.Join(dir, n) }
+	srvTLS, _ := pki.ServerConfig(file(pki.ServerCertFile), file(pki.ServerKeyFile), file(pki.CAFile))
+	policy, _ := egress.New(egress.Config{AllowPrivate: true})
+	d := &egress.Dialer{Policy: policy}
+	const arn = "arn:aws:iam::111122223333:role/agent"
+	srv, err := exit.New(exit.Config{TLS: srvTLS, Dial: d.DialContext,
+		Authorize: func(context.Context, string, http.Header) (string, error) { return arn, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ctx, eln) }()
+	defer func() { cancel(); <-done }()
+
+	cliTLS, _ := pki.ClientConfig(file(pki.ClientCertFile), file(pki.ClientKeyFile), file(pki.CAFile), "")
+	a, err := New(Config{Exit: eln.Addr().String(), TLS: cliTLS, ShutdownTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aln, _ := Listen("127.0.0.1:0", false)
+	actx, stop := context.WithCancel(context.Background())
+	adone := make(chan struct{})
+	go func() { defer close(adone); a.Serve(actx, aln) }()
+	defer func() { stop(); <-adone }()
+
+	if got := a.Report().Verified; got != "" {
+		t.Fatalf("verified identity %q before any stream", got)
+	}
+	c, err := a.Dial(context.Background(), "tcp", startOrigin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := a.Report().Verified; got != arn {
+		t.Fatalf("verified identity %q, want %q", got, arn)
+	}
+}

@@ -32,6 +32,9 @@ func (a *Agent) Dial(ctx context.Context, network, addr string) (net.Conn, error
 	if !ok {
 		return c, nil
 	}
+	if id := st.ResponseHeader().Get(tunnel.IdentityHeader); id != "" && id != a.exitIdentity() {
+		a.verified.Store(&id)
+	}
 	s := &stream{Stream: st, set: &a.streams}
 	a.streams.add(s)
 	return s, nil
@@ -246,20 +249,23 @@ func certName(cfg *tls.Config) string {
 // Report is the agent's status, as /status serves it and 'fluidity status'
 // prints it.
 type Report struct {
-	State        string    `json:"state"` // connecting, up, down or stopped
-	Since        time.Time `json:"since"` // when State began
-	Exit         string    `json:"exit"`
-	Listen       string    `json:"listen"`   // the proxy port; "" while not listening
-	Identity     string    `json:"identity"` // the client certificate's name
-	IAM          string    `json:"iam,omitempty"`
-	OpenStreams  int64     `json:"open_streams"`
-	StreamsTotal int64     `json:"streams_total"`
-	Connections  int64     `json:"connections"` // client connections open
-	BytesUp      int64     `json:"bytes_up"`    // to the exit, since start
-	BytesDown    int64     `json:"bytes_down"`
-	Reconnects   int       `json:"reconnects"`
-	LastError    string    `json:"last_error,omitempty"`
-	RTTSeconds   float64   `json:"rtt_seconds"` // last ping round trip; 0 while down
+	State    string    `json:"state"` // connecting, up, down or stopped
+	Since    time.Time `json:"since"` // when State began
+	Exit     string    `json:"exit"`
+	Listen   string    `json:"listen"`   // the proxy port; "" while not listening
+	Identity string    `json:"identity"` // the client certificate's name
+	IAM      string    `json:"iam,omitempty"`
+	// Verified is the identity the exit last verified for this agent's
+	// streams (its canonical IAM ARN); "" until one was.
+	Verified     string  `json:"verified_identity,omitempty"`
+	OpenStreams  int64   `json:"open_streams"`
+	StreamsTotal int64   `json:"streams_total"`
+	Connections  int64   `json:"connections"` // client connections open
+	BytesUp      int64   `json:"bytes_up"`    // to the exit, since start
+	BytesDown    int64   `json:"bytes_down"`
+	Reconnects   int     `json:"reconnects"`
+	LastError    string  `json:"last_error,omitempty"`
+	RTTSeconds   float64 `json:"rtt_seconds"` // last ping round trip; 0 while down
 }
 
 // Report returns the agent's status.
@@ -267,7 +273,7 @@ func (a *Agent) Report() Report {
 	st := a.client.Status()
 	open, total, up, down := a.streams.counts()
 	r := Report{
-		State: string(st.State), Since: st.Since, Exit: st.Addr, Identity: a.identity, IAM: a.cfg.IAM,
+		State: string(st.State), Since: st.Since, Exit: st.Addr, Identity: a.identity, IAM: a.cfg.IAM, Verified: a.exitIdentity(),
 		OpenStreams: open, StreamsTotal: total, Connections: a.conns.open.Load(),
 		BytesUp: up, BytesDown: down, Reconnects: st.Reconnects, LastError: st.LastError, RTTSeconds: st.RTT.Seconds(),
 	}
@@ -275,6 +281,14 @@ func (a *Agent) Report() Report {
 		r.Listen = *p
 	}
 	return r
+}
+
+// exitIdentity is the identity the exit last reported verifying, or "".
+func (a *Agent) exitIdentity() string {
+	if p := a.verified.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Ready reports why the agent is not ready to carry connections, or nil:

@@ -115,6 +115,9 @@ func printReport(w io.Writer, r agent.Report, now time.Time) {
 	if r.IAM != "" {
 		line("IAM", "%s", r.IAM)
 	}
+	if r.Verified != "" {
+		line("Verified as", "%s (by the exit)", r.Verified)
+	}
 	if r.Listen != "" {
 		line("Proxy", "%s", r.Listen)
 	}

@@ -288,7 +288,13 @@ func (cc *clientConn) serveStream(ctx context.Context, req *tunnel.Request, st *
 		return
 	}
 	x.started()
-	if err := st.Accept(); err != nil {
+	var h http.Header
+	if identity != "" {
+		// The client's own verified identity: lets an agent show whom the
+		// exit took it for.
+		h = http.Header{tunnel.IdentityHeader: {identity}}
+	}
+	if err := st.AcceptWith(h); err != nil {
 		target.Close()
 		x.end(metrics.ReasonReset, 0, 0, err)
 		return

@@ -22,6 +22,7 @@ import (
 	"fluidity/internal/egress"
 	"fluidity/internal/pki"
 	"fluidity/internal/proxystatus"
+	"fluidity/internal/tunnel"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -360,6 +361,9 @@ func TestAuthorizeRunsBeforeTheDial(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("good token: %d, want 200", resp.StatusCode)
+	}
+	if got := resp.Header.Get(tunnel.IdentityHeader); got != "arn:aws:iam::123456789012:role/agent" {
+		t.Fatalf("the 200 names identity %q, want the verified ARN", got)
 	}
 	waitLog(t, f.logs, `identity=arn:aws:iam::123456789012:role/agent`)
 

@@ -48,11 +48,14 @@ type slowClient struct {
 	err   error         // why the read ended; set before ended is closed
 }
 
-// slowloris starts feeding c as a slowloris would. The reader gives up
-// after limit, which then counts as a hang. The connection is closed when
-// the test ends.
-func slowloris(t *testing.T, c net.Conn, prefix string, gap, limit time.Duration) *slowClient {
+// slowloris dials with dial and feeds the connection as a slowloris would.
+// The clock starts before the dial, so the time measured is never shorter
+// than the server's (whose deadline starts at its accept or later). The
+// reader gives up after limit, which then counts as a hang. The connection
+// is closed when the test ends.
+func slowloris(t *testing.T, dial func() net.Conn, prefix string, gap, limit time.Duration) *slowClient {
 	s := &slowClient{start: time.Now(), ended: make(chan struct{})}
+	c := dial()
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		c.Close()
@@ -162,12 +165,11 @@ func TestSlowloris(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tc.name+" is cut off at the deadline", func(t *testing.T) {
 				t.Parallel()
-				c := tc.conn()
 				g := gap
 				if tc.prefix == "" {
 					g = time.Hour // send nothing at all
 				}
-				slowloris(t, c, tc.prefix, g, 10*time.Second).check(t, tc.name, lo, hi)
+				slowloris(t, tc.conn, tc.prefix, g, 10*time.Second).check(t, tc.name, lo, hi)
 			})
 		}
 	})
@@ -184,7 +186,7 @@ func TestSlowloris(t *testing.T) {
 				// Keep the TLS dials few: they are slow under the race detector.
 				tc = cases[0]
 			}
-			clients = append(clients, slowloris(t, tc.conn(), tc.prefix, gap, 10*time.Second))
+			clients = append(clients, slowloris(t, tc.conn, tc.prefix, gap, 10*time.Second))
 		}
 		time.Sleep(300 * time.Millisecond) // all of them are in their headers now
 		start := time.Now()

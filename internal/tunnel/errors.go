@@ -22,6 +22,10 @@ var (
 	ErrGoAway = errors.New("tunnel link going away")
 )
 
+// IdentityHeader carries, in an exit's answer to a CONNECT, the identity it
+// verified for the stream (an IAM ARN), when there is one.
+const IdentityHeader = "Fluidity-Identity"
+
 // DialError is a refused or failed CONNECT: the exit's (or the agent's own)
 // HTTP status and RFC 9209 Proxy-Status error type and details.
 type DialError struct {

@@ -677,6 +677,11 @@ func (s *Stream) Accept() error {
 	return s.respond(http.StatusOK, nil, "")
 }
 
+// AcceptWith is Accept with response header fields.
+func (s *Stream) AcceptWith(h http.Header) error {
+	return s.respond(http.StatusOK, h, "")
+}
+
 // Reject answers with status, an RFC 9209 Proxy-Status header carrying
 // errType and details, and details as a plain-text body.
 func (s *Stream) Reject(status int, errType, details string) error {
@@ -727,6 +732,9 @@ func (s *Stream) respond(status int, h http.Header, body string) error {
 
 // Status is the response status (client streams).
 func (s *Stream) Status() int { return s.status }
+
+// ResponseHeader is the response's header fields (client streams).
+func (s *Stream) ResponseHeader() http.Header { return s.respHeader }
 
 func (s *Stream) LocalAddr() net.Addr  { return s.c.nc.LocalAddr() }
 func (s *Stream) RemoteAddr() net.Addr { return s.c.nc.RemoteAddr() }
