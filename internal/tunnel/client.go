@@ -156,73 +156,67 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			return nil
 		}
-		if err != nil {
-			delay := c.backoff(failures)
-			failures++
-			c.setDown(err)
-			c.log.Warn("tunnel link failed", "exit", c.cfg.Addr, "err", err, "retry_in", delay.Round(time.Millisecond))
-			if !sleepCtx(ctx, delay) {
-				return nil
-			}
-			continue
-		}
-		upAt := time.Now()
-		c.setUp(link)
-		select {
-		case <-link.Done():
-		case <-link.GoingAway():
-			if gerr := link.GoAwayErr(); gerr != nil {
-				// Refused (a limit, a protocol error): a loss, with backoff,
-				// not a drain to reconnect from at once.
-				link.Close()
-				break
-			}
-			c.setDown(ErrGoAway)
-			c.log.Info("exit is going away; opening a new link", "exit", c.cfg.Addr)
-			draining.Add(1)
-			go func() {
-				defer draining.Done()
-				link.Shutdown(drainCtx)
-			}()
-			if c.cfg.OnDrain != nil {
-				c.cfg.OnDrain()
-			}
-			failures = 0
-			continue
-		case <-ctx.Done():
-			link.Close()
-			return nil
-		}
-		if gerr := link.GoAwayErr(); gerr != nil {
-			// The exit refused the link, saying why: a failed attempt,
-			// backing off like one.
-			delay := c.backoff(failures)
-			failures++
-			c.setDown(gerr)
-			c.log.Warn("tunnel link refused by the exit", "exit", c.cfg.Addr, "err", gerr, "retry_in", delay.Round(time.Millisecond))
-			if !sleepCtx(ctx, delay) {
-				return nil
-			}
-			continue
-		}
-		err = link.Err()
+		msg, failed := "tunnel link failed", true
+		var upAt time.Time
 		if err == nil {
-			err = ErrLinkClosed
+			upAt = time.Now()
+			c.setUp(link)
+			select {
+			case <-link.Done():
+			case <-link.GoingAway():
+				if link.GoAwayErr() == nil {
+					// A graceful GOAWAY: the old link drains while a new one
+					// takes new streams, at once.
+					c.setDown(ErrGoAway)
+					c.log.Info("exit is going away; opening a new link", "exit", c.cfg.Addr)
+					draining.Add(1)
+					go func() {
+						defer draining.Done()
+						link.Shutdown(drainCtx)
+					}()
+					if c.cfg.OnDrain != nil {
+						c.cfg.OnDrain()
+					}
+					failures = 0
+					continue
+				}
+				link.Close()
+			case <-ctx.Done():
+				link.Close()
+				return nil
+			}
+			if err = link.GoAwayErr(); err != nil {
+				// The exit refused the link, saying why (a limit, a protocol
+				// error): a failed attempt, backing off like one.
+				msg = "tunnel link refused by the exit"
+			} else {
+				msg, failed = "tunnel link lost", false
+				if err = link.Err(); err == nil {
+					err = ErrLinkClosed
+				}
+			}
 		}
-		// A link that came up proved the exit reachable: its loss starts a
-		// new series of attempts, retried at once (within the jitter). Links
-		// that die young escalate on their own scale, capped at
-		// maxFlapDelay, so an exit that accepts and then drops is not
-		// hammered, and one that restarts often is not left waiting.
-		failures = 0
-		if time.Since(upAt) < flapThreshold {
-			flaps++
+		var delay time.Duration
+		if failed {
+			delay = c.backoff(failures)
+			failures++
 		} else {
-			flaps = 0
+			// A link that came up proved the exit reachable: its loss
+			// starts a new series of attempts, retried at once (within the
+			// jitter). Links that die young escalate on their own scale,
+			// capped at maxFlapDelay, so an exit that accepts and then
+			// drops is not hammered, and one that restarts often is not
+			// left waiting.
+			failures = 0
+			if time.Since(upAt) < flapThreshold {
+				flaps++
+			} else {
+				flaps = 0
+			}
+			delay = min(c.backoff(flaps), maxFlapDelay)
 		}
-		delay := min(c.backoff(flaps), maxFlapDelay)
 		c.setDown(err)
-		c.log.Warn("tunnel link lost", "exit", c.cfg.Addr, "err", err, "retry_in", delay.Round(time.Millisecond))
+		c.log.Warn(msg, "exit", c.cfg.Addr, "err", err, "retry_in", delay.Round(time.Millisecond))
 		if !sleepCtx(ctx, delay) {
 			return nil
 		}
