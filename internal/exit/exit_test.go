@@ -46,11 +46,10 @@ func (s *syncBuffer) String() string {
 }
 
 type fixture struct {
-	addr  string
-	dir   string
-	logs  *syncBuffer
-	echo  string // address of a TCP echo server
-	close func()
+	addr string
+	dir  string
+	logs *syncBuffer
+	echo string // address of a TCP echo server
 }
 
 // startExit runs an exit server on loopback with fresh certificates and an

@@ -54,8 +54,6 @@ func (c *cache) remove(e *cacheEntry) {
 	delete(c.entries, e.key)
 }
 
-func (c *cache) len() int { return len(c.entries) }
-
 type expiryHeap []*cacheEntry
 
 func (h expiryHeap) Len() int           { return len(h) }
