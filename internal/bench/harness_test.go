@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,9 +47,10 @@ func build(tb testing.TB) (fluidity, benchtool string) {
 		if buildErr != nil {
 			return
 		}
-		goTool, err := exec.LookPath("go")
+		goTool, err := exec.LookPath("go") // go test puts GOROOT/bin first on PATH
 		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+			buildErr = fmt.Errorf("find the go command: %w", err)
+			return
 		}
 		for _, pkg := range []string{"fluidity/cmd/fluidity", "fluidity/internal/bench/benchtool"} {
 			out, err := exec.Command(goTool, "build", "-o", binDir, pkg).CombinedOutput()

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-	"golang.org/x/net/http2"
 
 	"fluidity/internal/egress"
 	"fluidity/internal/pki"
@@ -131,12 +130,26 @@ func (f *fixture) clientTLS(t *testing.T, protos ...string) *tls.Config {
 	return cfg
 }
 
+// h2Client is net/http's client, speaking only HTTP/2, dialing the exit
+// with the fixture's client certificate.
+func (f *fixture) h2Client(t *testing.T) *http.Transport {
+	cfg := f.clientTLS(t, "h2")
+	tr := &http.Transport{
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return (&tls.Dialer{Config: cfg}).DialContext(ctx, network, f.addr)
+		},
+		ForceAttemptHTTP2: true,
+		Protocols:         new(http.Protocols),
+	}
+	tr.Protocols.SetHTTP2(true)
+	return tr
+}
+
 func TestHTTP2ConnectFromAnIndependentClient(t *testing.T) {
 	f := startExit(t, false, nil)
-	// x/net's HTTP/2 client, not ours: the exit is a standard CONNECT proxy.
-	tr := &http2.Transport{TLSClientConfig: f.clientTLS(t, "h2"), DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-		return (&tls.Dialer{Config: cfg}).DialContext(ctx, network, f.addr)
-	}}
+	// The standard library's HTTP/2 client, not ours: the exit is a
+	// standard CONNECT proxy.
+	tr := f.h2Client(t)
 	defer tr.CloseIdleConnections()
 	pr, pw := io.Pipe()
 	req, _ := http.NewRequest(http.MethodConnect, "https://"+f.addr, pr)
@@ -146,6 +159,9 @@ func TestHTTP2ConnectFromAnIndependentClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("answered over %s, want HTTP/2", resp.Proto)
+	}
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -161,9 +177,7 @@ func TestHTTP2ConnectFromAnIndependentClient(t *testing.T) {
 
 func TestHTTP2RefusalCarriesReason(t *testing.T) {
 	f := startExit(t, true, nil) // default policy: loopback refused
-	tr := &http2.Transport{TLSClientConfig: f.clientTLS(t, "h2"), DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-		return (&tls.Dialer{Config: cfg}).DialContext(ctx, network, f.addr)
-	}}
+	tr := f.h2Client(t)
 	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequest(http.MethodConnect, "https://"+f.addr, nil)
 	req.Host = f.echo
@@ -328,9 +342,7 @@ func TestAuthorizeRunsBeforeTheDial(t *testing.T) {
 			return "", authErr{http.StatusProxyAuthRequired}
 		}
 	})
-	tr := &http2.Transport{TLSClientConfig: f.clientTLS(t, "h2"), DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-		return (&tls.Dialer{Config: cfg}).DialContext(ctx, network, f.addr)
-	}}
+	tr := f.h2Client(t)
 	defer tr.CloseIdleConnections()
 	connect := func(token string) *http.Response {
 		pr, pw := io.Pipe()

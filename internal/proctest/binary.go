@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 )
@@ -15,12 +14,11 @@ import (
 var bin string
 
 // Build compiles fluidity/cmd/fluidity into dir and makes it the binary the
-// Start functions run. It uses the go command on PATH, or the one in
-// GOROOT if there is none on PATH.
+// Start functions run. It uses the go command on PATH.
 func Build(dir string) error {
-	goBin, err := exec.LookPath("go")
+	goBin, err := exec.LookPath("go") // go test puts GOROOT/bin first on PATH
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return fmt.Errorf("find the go command: %w", err)
 	}
 	out := filepath.Join(dir, "fluidity")
 	cmd := exec.Command(goBin, "build", "-o", out, "fluidity/cmd/fluidity")

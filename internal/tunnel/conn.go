@@ -1221,7 +1221,7 @@ func (c *Conn) handleRequest(f *http2.MetaHeadersFrame) error {
 		Conn:      c,
 	}
 	for _, hf := range f.RegularFields() {
-		req.Header.Add(http.CanonicalHeaderKey(hf.Name), hf.Value)
+		req.Header.Add(hf.Name, hf.Value)
 	}
 	if f.StreamEnded() {
 		s.deliver(nil, nil, 0, true)
@@ -1281,7 +1281,7 @@ func (c *Conn) handleResponse(f *http2.MetaHeadersFrame) error {
 	}
 	hdr := make(http.Header)
 	for _, hf := range f.RegularFields() {
-		hdr.Add(http.CanonicalHeaderKey(hf.Name), hf.Value)
+		hdr.Add(hf.Name, hf.Value)
 	}
 	s.status = status
 	s.respHeader = hdr
