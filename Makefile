@@ -13,6 +13,7 @@ test:
 	$(GO) test -race -count=1 ./...
 
 check: test
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 # Performance: separate processes on loopback, each figure beside its baseline
 # from the same run. See docs/performance.md.
