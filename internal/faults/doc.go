@@ -15,7 +15,7 @@
 // FuzzAgentPort feeds random bytes to an agent running in the test process;
 // 'go test' runs its seed corpus, and for a longer run:
 //
-//	go test -run '^$' -fuzz FuzzAgentPort -fuzztime 60s ./internal/faults/
+//	go test -run '^$' -fuzz FuzzAgentPort -fuzztime 100000x ./internal/faults/
 //
 // Figures that depend on a process's goroutines are read from the agent's
 // admin listener (--admin, /metrics, go_goroutines); with a binary that has
