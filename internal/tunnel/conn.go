@@ -61,7 +61,7 @@ type Config struct {
 
 const (
 	defaultStreamWindow = 4 << 20
-	defaultMaxFrame     = 64 << 10
+	defaultMaxFrame     = 1 << 20
 	defaultMaxStreams   = 10000
 	defaultHeaderBytes  = 16 << 10
 	defaultPingTimeout  = 10 * time.Second
@@ -202,7 +202,8 @@ func newConn(nc net.Conn, isServer bool, cfg Config) (*Conn, error) {
 	c.fr.SetMaxReadFrameSize(uint32(cfg.MaxFrameSize))
 	c.fr.MaxHeaderListSize = uint32(cfg.MaxHeaderBytes)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.bw = bufio.NewWriterSize(nc, 64<<10)
+	// Above TLS only small frames are gathered, into full records.
+	c.bw = bufio.NewWriterSize(nc, 16<<10)
 	c.batch = batcherOf(nc)
 	c.wfr = http2.NewFramer(c.bw, nil)
 	c.henc = hpack.NewEncoder(&c.hbuf)
@@ -914,8 +915,11 @@ func (c *Conn) readFrames() error {
 	}
 }
 
-// readData reads a DATA frame's payload straight into the buffer the stream
-// will deliver it from.
+// readData reads a DATA frame's payload straight into buffers the stream
+// delivers from. A large frame is delivered in pieces as it arrives, each
+// piece what could be read without waiting on the socket, so a frame's
+// size never delays its first bytes: the receiver forwards as fast as the
+// link brings data, and in as few writes as the link's reads allow.
 func (c *Conn) readData(fh http2.FrameHeader) error {
 	if fh.StreamID == 0 {
 		return connError(http2.ErrCodeProtocol, "DATA on stream 0")
@@ -935,21 +939,7 @@ func (c *Conn) readData(fh http2.FrameHeader) error {
 		}
 		n -= pad
 	}
-	var buf *[]byte
-	var payload []byte
-	if n > 0 {
-		buf = getBuf(n, c.large)
-		payload = (*buf)[:n]
-		if _, err := io.ReadFull(r, payload); err != nil {
-			putBuf(buf, c.large)
-			return fmt.Errorf("read: %w", err)
-		}
-	}
-	if pad > 0 {
-		if _, err := io.CopyN(io.Discard, r, int64(pad)); err != nil {
-			return fmt.Errorf("read: %w", err)
-		}
-	}
+	end := fh.Flags.Has(http2.FlagDataEndStream)
 	// Connection-level credit goes back on receipt.
 	c.recvUnacked += int64(fh.Length)
 	if c.recvUnacked >= connWindow/2 {
@@ -958,13 +948,85 @@ func (c *Conn) readData(fh http2.FrameHeader) error {
 	}
 	s, err := c.streamForData(fh.StreamID)
 	if s == nil {
-		if buf != nil {
-			putBuf(buf, c.large)
+		if err != nil {
+			return err
 		}
-		return err
+		if _, err := io.CopyN(io.Discard, r, int64(n+pad)); err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		return nil
 	}
-	s.deliver(buf, payload, int(fh.Length), fh.Flags.Has(http2.FlagDataEndStream))
+	if !s.windowHolds(int(fh.Length)) {
+		// Refused whole, before any of it is delivered.
+		s.deliver(nil, nil, int(fh.Length), false)
+		if _, err := io.CopyN(io.Discard, r, int64(n+pad)); err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		return nil
+	}
+	// The pad length byte and the padding count against flow control
+	// too; they are delivered with the last piece.
+	extra := int(fh.Length) - n
+	for left := n; left > 0; {
+		buf := getBuf(c.pieceSize(left), c.large)
+		got, err := c.readPiece((*buf)[:min(left, cap(*buf))])
+		if err != nil {
+			putBuf(buf, c.large)
+			return fmt.Errorf("read: %w", err)
+		}
+		left -= got
+		flow := got
+		last := left == 0 && pad == 0
+		if last {
+			flow += extra
+		}
+		s.deliver(buf, (*buf)[:got], flow, last && end)
+	}
+	if pad > 0 {
+		if _, err := io.CopyN(io.Discard, r, int64(pad)); err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+	}
+	if n == 0 || pad > 0 {
+		s.deliver(nil, nil, extra, end)
+	}
 	return nil
+}
+
+// pieceSize is how large a buffer to read the next piece of a frame into,
+// with left bytes of its payload to come: about what the link has already
+// brought in, so a piece rarely needs a second buffer and a trickle never
+// holds a large one.
+func (c *Conn) pieceSize(left int) int {
+	if c.batch == nil {
+		return min(left, c.large.size)
+	}
+	// TLS may hold up to a record decrypted and another partly read.
+	return min(left, c.large.size, c.batch.Buffered()+32<<10)
+}
+
+// readPiece reads into p until it is full or the next read would have to
+// wait on the socket (when the connection is a bufferedConn), and returns
+// how much it read.
+func (c *Conn) readPiece(p []byte) (int, error) {
+	if c.batch == nil {
+		return io.ReadFull(c.nc, p)
+	}
+	got := 0
+	for got < len(p) {
+		k, err := c.nc.Read(p[got:])
+		got += k
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return got, err
+		}
+		if c.batch.Buffered() == 0 {
+			break
+		}
+	}
+	return got, nil
 }
 
 // streamForData finds the open stream for a DATA frame. A nil stream with a

@@ -1,54 +1,152 @@
 package tunnel
 
 import (
-	"bufio"
 	"crypto/tls"
 	"net"
 	"sync"
 )
 
+// linkBufSize is the size of the buffers beneath TLS: one read fetches up
+// to this much, and one write sends a whole batch of frames, including a
+// largest DATA frame with the overhead of its TLS records.
+const linkBufSize = 1<<20 + 64<<10
+
+var linkBufs = newBufPool(linkBufSize)
+
 // NewBufferedConn wraps the TCP connection that TLS runs over, so a tunnel
-// connection makes few system calls: reads come through a 64 KiB buffer
-// (one read fetches many TLS records), and the records a connection's write
-// loop produces for one batch of frames go out in one write. Use it beneath
-// TLS on both sides: tls.Client(NewBufferedConn(raw), cfg).
+// connection makes few system calls: one read fetches everything the
+// socket holds, up to about a megabyte (many TLS records), and the records
+// a connection's write loop produces for one batch of frames go out in one
+// write instead of one per 16 KiB record. Both buffers come from a pool
+// and go back to it as soon as they are empty, so an idle connection holds
+// neither. Use it beneath TLS on both sides:
+// tls.Client(NewBufferedConn(raw), cfg).
 //
 // Outside a write-loop batch (the TLS handshake, alerts) writes go straight
 // through.
 func NewBufferedConn(c net.Conn) net.Conn {
-	return &bufferedConn{
-		Conn: c,
-		r:    bufio.NewReaderSize(c, 64<<10),
-		w:    bufio.NewWriterSize(c, 128<<10),
-	}
+	return &bufferedConn{Conn: c, fill: idleReader(c, 0)}
 }
 
 type bufferedConn struct {
 	net.Conn
-	r *bufio.Reader // used only by the TLS reader, which crypto/tls serializes
+
+	// The read side is used only by the TLS reader, which crypto/tls
+	// serializes. rbuf holds the unread bytes rbuf[rr:w], and is nil when
+	// there are none; rerr came with the last of them, and is returned
+	// once they are taken.
+	fill  idleRead // nil: not a TCP connection
+	rbuf  *[]byte
+	rr, w int
+	rerr  error
 
 	// mu serializes writes to the socket, the way crypto/tls serializes
-	// record writes. It guards w and batching and nothing else, and is never
-	// held while waiting for anything but the socket.
+	// record writes. It guards wbuf and batching and nothing else, and is
+	// never held while waiting for anything but the socket.
 	mu       sync.Mutex
-	w        *bufio.Writer
+	wbuf     *[]byte // during a batch: the records gathered so far
 	batching bool
 }
 
-func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *bufferedConn) Read(p []byte) (int, error) {
+	if b.rbuf == nil {
+		if err := b.rerr; err != nil {
+			b.rerr = nil
+			return 0, err
+		}
+		if err := b.fillBuf(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, (*b.rbuf)[b.rr:b.w])
+	b.rr += n
+	if b.rr == b.w {
+		linkBufs.put(b.rbuf)
+		b.rbuf = nil
+	}
+	return n, nil
+}
+
+// fillBuf reads what the socket holds into a pooled buffer. For a TCP
+// connection the buffer is taken only once there is something to read.
+func (b *bufferedConn) fillBuf() error {
+	var (
+		buf *[]byte
+		n   int
+		err error
+	)
+	if b.fill != nil {
+		buf, n, err = b.fill(linkBufs.get, linkBufs.put, nil)
+	} else {
+		buf = linkBufs.get()
+		n, err = b.Conn.Read(*buf)
+		if n == 0 {
+			linkBufs.put(buf)
+			buf = nil
+		} else {
+			b.rerr, err = err, nil
+		}
+	}
+	if buf == nil {
+		return err
+	}
+	b.rbuf, b.rr, b.w = buf, 0, n
+	return nil
+}
+
+// Buffered is how many bytes were read from the socket and not yet taken.
+func (b *bufferedConn) Buffered() int {
+	if b.rbuf == nil {
+		return 0
+	}
+	return b.w - b.rr
+}
 
 func (b *bufferedConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.batching {
-		return b.w.Write(p)
-	}
-	if b.w.Buffered() > 0 {
-		if err := b.w.Flush(); err != nil {
+	if !b.batching {
+		if err := b.flushLocked(); err != nil {
 			return 0, err
 		}
+		return b.Conn.Write(p)
 	}
-	return b.Conn.Write(p)
+	if b.wbuf == nil {
+		b.wbuf = linkBufs.get()
+		*b.wbuf = (*b.wbuf)[:0]
+	}
+	if len(*b.wbuf)+len(p) > cap(*b.wbuf) {
+		if err := b.writeOut(); err != nil {
+			return 0, err
+		}
+		if len(p) > cap(*b.wbuf) {
+			return b.Conn.Write(p)
+		}
+	}
+	*b.wbuf = append(*b.wbuf, p...)
+	return len(p), nil
+}
+
+// writeOut writes the gathered records, keeping the buffer.
+func (b *bufferedConn) writeOut() error {
+	_, err := b.Conn.Write(*b.wbuf)
+	*b.wbuf = (*b.wbuf)[:0]
+	return err
+}
+
+// flushLocked writes what a batch gathered and gives the buffer back.
+func (b *bufferedConn) flushLocked() error {
+	if b.wbuf == nil {
+		return nil
+	}
+	var err error
+	if len(*b.wbuf) > 0 {
+		err = b.writeOut()
+	}
+	*b.wbuf = (*b.wbuf)[:cap(*b.wbuf)]
+	linkBufs.put(b.wbuf)
+	b.wbuf = nil
+	return err
 }
 
 func (b *bufferedConn) startBatch() {
@@ -62,7 +160,7 @@ func (b *bufferedConn) endBatch() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.batching = false
-	return b.w.Flush()
+	return b.flushLocked()
 }
 
 // batcherOf finds the bufferedConn beneath nc, if any.

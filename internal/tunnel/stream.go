@@ -181,6 +181,15 @@ func (s *Stream) deliver(buf *[]byte, p []byte, flowLen int, end bool) {
 	}
 }
 
+// windowHolds reports whether a frame of flowLen bytes fits the stream's
+// receive window. The window only grows until the read loop, which alone
+// calls deliver, delivers the frame.
+func (s *Stream) windowHolds(flowLen int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recvWindow >= int64(flowLen)
+}
+
 // consumedLocked records n consumed bytes and returns the window increment
 // to send now, if any.
 func (s *Stream) consumedLocked(n int) int64 {
@@ -390,6 +399,51 @@ func (s *Stream) sendErr() error {
 
 var errWriteAfterCloseWrite = errors.New("tunnel: write after CloseWrite")
 
+// awaitCredit waits until the stream may send, and returns how much it may
+// send now: ReadFrom reads no more than that from its source, so a stream
+// whose peer stopped reading holds no buffer, and its data waits in the
+// source's socket.
+// beforeBlock, if set, runs before the first wait.
+func (s *Stream) awaitCredit(beforeBlock func() error) (int64, error) {
+	c := s.c
+	for {
+		if err := s.sendErr(); err != nil {
+			return 0, err
+		}
+		if s.wdl.passed() {
+			return 0, os.ErrDeadlineExceeded
+		}
+		c.mu.Lock()
+		if c.err != nil {
+			c.mu.Unlock()
+			return 0, ErrLinkClosed
+		}
+		if s.sendDone {
+			c.mu.Unlock()
+			return 0, errWriteAfterCloseWrite
+		}
+		if n := min(s.sendWindow, c.sendWindow); n > 0 {
+			c.mu.Unlock()
+			return n, nil
+		}
+		wake := c.sendWake
+		c.mu.Unlock()
+		if beforeBlock != nil {
+			if err := beforeBlock(); err != nil {
+				return 0, err
+			}
+			beforeBlock = nil
+		}
+		select {
+		case <-wake:
+		case <-s.wdl.done():
+			return 0, os.ErrDeadlineExceeded
+		case <-c.done:
+			return 0, ErrLinkClosed
+		}
+	}
+}
+
 // queueFrame waits for send credit, takes up to len(p) bytes of it and
 // sends one DATA frame carrying that much of p. Credit check and queueing
 // happen under c.mu, the same lock CloseWrite takes to queue END_STREAM, so
@@ -498,7 +552,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	idle := idleReader(r)
+	idle := idleReader(r, frameHeaderLen)
 	large := s.c.large
 	var (
 		total int64
@@ -506,7 +560,9 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 		// lives in: up to two, so the next read overlaps their writing.
 		pending [2]pendingBuf
 		npend   int
-		full    bool // the last read filled its buffer: more is likely waiting
+		// The next read's buffer size, from how full the last one came.
+		size = poolFor(1, large).size
+		full bool // the last read filled its buffer: more is likely waiting
 	)
 	releaseOldest := func() error {
 		p := pending[0]
@@ -533,6 +589,13 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 				return total, err
 			}
 		}
+		// Buffers are released before waiting for credit, too.
+		credit, err := s.awaitCredit(releaseAll)
+		if err != nil {
+			return total, err
+		}
+		// Read no more than may be sent now.
+		want := int(min(int64(size), frameHeaderLen+credit))
 		var (
 			buf  *[]byte
 			n    int
@@ -543,7 +606,7 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 			// idle source.
 			var relErr error
 			buf, n, rerr = idle(
-				func() *[]byte { return large.p.Get().(*[]byte) },
+				func() *[]byte { b := getBuf(want, large); *b = (*b)[:want]; return b },
 				func(b *[]byte) { putBuf(b, large) },
 				func() { relErr = releaseAll() })
 			if relErr != nil {
@@ -559,22 +622,25 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 					return total, err
 				}
 			}
-			// Grow after a full read, shrink after a short one: an idle
-			// stream then waits holding a small buffer at most.
-			size := smallBufSize
-			if full {
-				size = large.size
+			buf = getBuf(want, large)
+			n, rerr = r.Read((*buf)[frameHeaderLen:want])
+		}
+		if buf != nil {
+			full = n == want-frameHeaderLen
+			if want == size {
+				size = nextReadSize(size, n, large)
 			}
-			buf = getBuf(size, large)
-			n, rerr = r.Read((*buf)[frameHeaderLen:size])
-			full = n == size-frameHeaderLen
 		}
 		if n > 0 {
 			// The frame header goes in the room before the data.
 			k, last, err := s.sendFrames((*buf)[frameHeaderLen:frameHeaderLen+n], (*buf)[:frameHeaderLen+n], false)
 			total += int64(k)
-			pending[npend] = pendingBuf{last, buf}
-			npend++
+			if last == nil {
+				putBuf(buf, large) // written already, or never queued
+			} else {
+				pending[npend] = pendingBuf{last, buf}
+				npend++
+			}
 			if err != nil {
 				return total, err
 			}

@@ -9,13 +9,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// idleReader returns a function that reads from the TCP source r into a
-// buffer it takes from get only for the read attempt: when the socket has
-// nothing, the buffer goes back (put) before the goroutine parks, so an idle
-// source pins no buffer, and no extra system call is spent on waiting.
-// beforeBlock runs once before the first park. It returns nil for other
+// idleReader returns an idleRead for the TCP source r, reading into the
+// buffer from offset off. When the socket has nothing the buffer goes back
+// (put) before the goroutine parks, so an idle source pins no buffer, and
+// no extra system call is spent on waiting. It returns nil for other
 // sources.
-func idleReader(r io.Reader) func(get func() *[]byte, put func(*[]byte), beforeBlock func()) (*[]byte, int, error) {
+func idleReader(r io.Reader, off int) idleRead {
 	tc, ok := r.(*net.TCPConn)
 	if !ok {
 		return nil
@@ -33,7 +32,7 @@ func idleReader(r io.Reader) func(get func() *[]byte, put func(*[]byte), beforeB
 		err := rc.Read(func(fd uintptr) bool {
 			buf = get()
 			for {
-				n, rerr = unix.Read(int(fd), (*buf)[frameHeaderLen:])
+				n, rerr = unix.Read(int(fd), (*buf)[off:])
 				if rerr != unix.EINTR {
 					break
 				}

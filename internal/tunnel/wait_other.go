@@ -7,9 +7,9 @@ import (
 	"syscall"
 )
 
-// idleReader is only implemented on Linux; elsewhere ReadFrom reads with
-// small buffers while a source is idle.
-func idleReader(io.Reader) func(get func() *[]byte, put func(*[]byte), beforeBlock func()) (*[]byte, int, error) {
+// idleReader is only implemented on Linux; elsewhere ReadFrom and the
+// link's reader read into a buffer they hold while the source is idle.
+func idleReader(io.Reader, int) idleRead {
 	return nil
 }
 
