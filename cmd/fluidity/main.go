@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"fluidity/internal/cli"
@@ -13,7 +14,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ()}, os.Args[1:])
+	code := cli.Main(ctx, cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ(), SetProcs: runtime.GOMAXPROCS}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

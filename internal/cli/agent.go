@@ -37,6 +37,7 @@ type agentConfig struct {
 	Admin            string         `yaml:"admin" help:"admin listener for metrics, health checks and 'fluidity status' (empty: off)"`
 	AdminPprof       bool           `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
 	AdminNonLoopback bool           `yaml:"admin_allow_non_loopback" help:"permit a non-loopback --admin address (its endpoints have no authentication)"`
+	Procs            int            `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
 	IAM              agentIAMConfig `yaml:"iam"`
 	Log              logConfig      `yaml:"log"`
 }
@@ -55,6 +56,7 @@ func defaultAgentConfig() agentConfig {
 		MaxConnections:  4096,
 		Admin:           defaultAgentAdmin,
 		IAM:             defaultAgentIAM(),
+		Procs:           defaultProcs,
 		Log:             defaultLog(),
 	}
 }
@@ -96,6 +98,9 @@ func (c *agentConfig) Validate() error {
 	if err := c.IAM.validate(); err != nil {
 		return err
 	}
+	if err := validateProcs(c.Procs); err != nil {
+		return err
+	}
 	return c.Log.validate()
 }
 
@@ -112,6 +117,7 @@ IAM identity, for exits that check it (see 'fluidity token').`)
 		return err
 	}
 	log := cfg.Log.logger(env.Stderr)
+	applyProcs(env, cfg.Procs, log)
 	reg := metrics.NewRegistry()
 	a, closeIAM, err := newAgent(ctx, cfg, log, reg)
 	if err != nil {

@@ -21,6 +21,10 @@ var version = ""
 type Env struct {
 	Stdout, Stderr io.Writer
 	Environ        []string // os.Environ() form
+	// SetProcs sets the number of threads running Go code at once
+	// (runtime.GOMAXPROCS). If nil, the long-running commands leave it
+	// alone, as tests running them in-process need.
+	SetProcs func(int) int
 }
 
 type command struct {

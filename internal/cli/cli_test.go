@@ -109,6 +109,9 @@ func TestConfigurationErrorsNameTheKeyAndTheFix(t *testing.T) {
 		{"a bad log level", nil,
 			[]string{"server", "--certs", dir, "--log-level", "loud"},
 			[]string{"log.level", "debug, info, warn or error"}},
+		{"a negative procs", []string{"FLUIDITY_PROCS=-2"},
+			[]string{"agent", "--certs", dir, "--server", "127.0.0.1:1"},
+			[]string{"procs", "-2", "0 for one per CPU"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := run(t, tc.environ, tc.args...)

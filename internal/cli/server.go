@@ -75,6 +75,7 @@ type serverConfig struct {
 	ShutdownTimeout   time.Duration   `yaml:"shutdown_timeout" help:"how long open streams may finish on shutdown"`
 	Admin             string          `yaml:"admin" help:"admin listener for metrics and health checks, HOST:PORT (empty: off); it has no authentication, so keep it private"`
 	AdminPprof        bool            `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
+	Procs             int             `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
 	IAM               serverIAMConfig `yaml:"iam"`
 	Log               logConfig       `yaml:"log"`
 
@@ -94,6 +95,7 @@ func defaultServerConfig() serverConfig {
 		PingTimeout:       15 * time.Second,
 		ShutdownTimeout:   10 * time.Second,
 		IAM:               defaultServerIAM(),
+		Procs:             defaultProcs,
 		Log:               defaultLog(),
 	}
 }
@@ -142,6 +144,9 @@ func (c *serverConfig) Validate() error {
 	if err := c.IAM.validate(); err != nil {
 		return err
 	}
+	if err := validateProcs(c.Procs); err != nil {
+		return err
+	}
 	return c.Log.validate()
 }
 
@@ -160,6 +165,7 @@ With --iam-allow it also checks the AWS IAM identity a stream proves
 		return err
 	}
 	log := cfg.Log.logger(env.Stderr)
+	applyProcs(env, cfg.Procs, log)
 	reg := metrics.NewRegistry()
 	srv, closeIAM, err := newExit(cfg, log, metrics.NewExit(reg, 0))
 	if err != nil {

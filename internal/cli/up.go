@@ -21,11 +21,12 @@ type upConfig struct {
 	AllowPrivate bool      `yaml:"allow_private" help:"let the local exit reach loopback and private addresses (on by default for local use)"`
 	Admin        string    `yaml:"admin" help:"admin listener (loopback) for metrics, health checks and 'fluidity status' (empty: off)"`
 	AdminPprof   bool      `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
+	Procs        int       `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
 	Log          logConfig `yaml:"log"`
 }
 
 func defaultUpConfig() upConfig {
-	return upConfig{Listen: "127.0.0.1:8080", AllowPrivate: true, Admin: defaultAgentAdmin, Log: defaultLog()}
+	return upConfig{Listen: "127.0.0.1:8080", AllowPrivate: true, Admin: defaultAgentAdmin, Procs: defaultProcs, Log: defaultLog()}
 }
 
 func (c *upConfig) Validate() error {
@@ -33,6 +34,9 @@ func (c *upConfig) Validate() error {
 		return fmt.Errorf("listen: %q is not host:port (example: 127.0.0.1:8080)", c.Listen)
 	}
 	if err := validateAdmin(c.Admin); err != nil {
+		return err
+	}
+	if err := validateProcs(c.Procs); err != nil {
 		return err
 	}
 	return c.Log.validate()
@@ -60,6 +64,7 @@ first run. It shows the whole path working; for a real exit elsewhere, see
 		cfg.StateDir = defaultStateDir()
 	}
 	log := cfg.Log.logger(env.Stderr)
+	applyProcs(env, cfg.Procs, log)
 	certDir := filepath.Join(cfg.StateDir, "certs")
 	if err := ensureCerts(certDir); err != nil {
 		return err
