@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,10 +140,12 @@ type Conn struct {
 	peerMaxFrame  atomic.Uint32
 	peerTableSize atomic.Uint32
 
-	wmu     sync.Mutex  // guards ctrl, data and writing; never held across I/O
+	wmu     sync.Mutex  // guards ctrl, data, their spares and writing; never held across I/O
 	ctrl    []*outFrame // control frames: written before data
 	data    []*outFrame // HEADERS and DATA, in order
 	writing bool        // a goroutine holds the writer role: it alone uses the fields "owned by the writer"
+	// Emptied slices, reused for the next frames queued.
+	spareCtrl, spareData []*outFrame
 
 	mu             sync.Mutex // guards the fields below; never held across I/O or channel sends
 	streams        map[uint32]*Stream
@@ -568,6 +571,9 @@ func (c *Conn) enqueue(f *outFrame, mayWrite bool) (own bool) {
 func (c *Conn) writeNow(f *outFrame) error {
 	err := c.writeFrame(f)
 	if err == nil {
+		err = c.gather()
+	}
+	if err == nil {
 		err = c.flush()
 	}
 	c.releaseWriter()
@@ -575,6 +581,61 @@ func (c *Conn) writeNow(f *outFrame) error {
 		c.fail(fmt.Errorf("write: %w", err))
 		return ErrLinkClosed
 	}
+	return nil
+}
+
+// gatherBelow is the size under which a batch waits for frames that
+// goroutines ready to run are about to queue, before it is written.
+const gatherBelow = 64 << 10
+
+// gather lets the goroutines that are ready to run go first when the batch
+// is small, and then writes the frames they queued meanwhile, so that the
+// frames of many busy streams leave in one write, not one write each. It
+// costs nothing when no other goroutine is ready (a quiet link).
+func (c *Conn) gather() error {
+	if c.buffered() >= gatherBelow {
+		return nil
+	}
+	runtime.Gosched()
+	return c.writeQueued()
+}
+
+// buffered is how much the writer has buffered and not yet sent.
+func (c *Conn) buffered() int {
+	n := c.bw.Buffered()
+	if c.batch != nil {
+		n += c.batch.batched()
+	}
+	return n
+}
+
+// writeQueued writes the queued frames into the buffers, control frames
+// first, until none is left, as the writer. On error the frames not
+// written are released.
+func (c *Conn) writeQueued() error {
+	c.wmu.Lock()
+	for len(c.ctrl) > 0 || len(c.data) > 0 {
+		ctrl, data := c.ctrl, c.data
+		c.ctrl, c.data = c.spareCtrl[:0], c.spareData[:0]
+		c.wmu.Unlock()
+		for _, f := range ctrl {
+			if err := c.writeFrame(f); err != nil {
+				c.drain(ctrl, data)
+				return err
+			}
+		}
+		for _, f := range data {
+			if err := c.writeFrame(f); err != nil {
+				c.drain(ctrl, data)
+				return err
+			}
+		}
+		clear(ctrl)
+		clear(data)
+		c.wmu.Lock()
+		c.spareCtrl, c.spareData = ctrl, data
+	}
+	c.wmu.Unlock()
 	return nil
 }
 
@@ -601,7 +662,6 @@ func (c *Conn) poke() {
 // everything queued at once into one flush.
 func (c *Conn) writeLoop() {
 	defer c.wg.Done()
-	var ctrl, data []*outFrame
 	for {
 		c.wmu.Lock()
 		if c.writing || len(c.ctrl) == 0 && len(c.data) == 0 {
@@ -617,33 +677,14 @@ func (c *Conn) writeLoop() {
 			}
 		}
 		c.writing = true
-		for {
-			ctrl, c.ctrl = c.ctrl, ctrl[:0]
-			data, c.data = c.data, data[:0]
-			c.wmu.Unlock()
-			for _, f := range ctrl {
-				if err := c.writeFrame(f); err != nil {
-					c.fail(fmt.Errorf("write: %w", err))
-					c.drain(ctrl, data)
-					return
-				}
-			}
-			for _, f := range data {
-				if err := c.writeFrame(f); err != nil {
-					c.fail(fmt.Errorf("write: %w", err))
-					c.drain(ctrl, data)
-					return
-				}
-			}
-			clear(ctrl)
-			clear(data)
-			c.wmu.Lock()
-			if len(c.ctrl) == 0 && len(c.data) == 0 {
-				break
-			}
-		}
 		c.wmu.Unlock()
-		err := c.flush()
+		err := c.writeQueued()
+		if err == nil {
+			err = c.gather()
+		}
+		if err == nil {
+			err = c.flush()
+		}
 		c.releaseWriter()
 		if err != nil {
 			c.fail(fmt.Errorf("write: %w", err))

@@ -149,6 +149,16 @@ func (b *bufferedConn) flushLocked() error {
 	return err
 }
 
+// batched is how much the current batch has gathered.
+func (b *bufferedConn) batched() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.wbuf == nil {
+		return 0
+	}
+	return len(*b.wbuf)
+}
+
 func (b *bufferedConn) startBatch() {
 	b.mu.Lock()
 	b.batching = true
