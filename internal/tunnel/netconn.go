@@ -25,7 +25,11 @@ var linkBufs = newBufPool(linkBufSize)
 // Outside a write-loop batch (the TLS handshake, alerts) writes go straight
 // through.
 func NewBufferedConn(c net.Conn) net.Conn {
-	return &bufferedConn{Conn: c, fill: idleReader(c, 0)}
+	b := &bufferedConn{Conn: c, fill: idleReader(c, 0), write: writerOf(c)}
+	if b.write == nil {
+		b.write = c.Write
+	}
+	return b
 }
 
 type bufferedConn struct {
@@ -46,6 +50,7 @@ type bufferedConn struct {
 	mu       sync.Mutex
 	wbuf     *[]byte // during a batch: the records gathered so far
 	batching bool
+	write    func([]byte) (int, error) // writes to Conn
 }
 
 func (b *bufferedConn) Read(p []byte) (int, error) {
@@ -109,7 +114,7 @@ func (b *bufferedConn) Write(p []byte) (int, error) {
 		if err := b.flushLocked(); err != nil {
 			return 0, err
 		}
-		return b.Conn.Write(p)
+		return b.write(p)
 	}
 	if b.wbuf == nil {
 		b.wbuf = linkBufs.get()
@@ -120,7 +125,7 @@ func (b *bufferedConn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 		if len(p) > cap(*b.wbuf) {
-			return b.Conn.Write(p)
+			return b.write(p)
 		}
 	}
 	*b.wbuf = append(*b.wbuf, p...)
@@ -129,7 +134,7 @@ func (b *bufferedConn) Write(p []byte) (int, error) {
 
 // writeOut writes the gathered records, keeping the buffer.
 func (b *bufferedConn) writeOut() error {
-	_, err := b.Conn.Write(*b.wbuf)
+	_, err := b.write(*b.wbuf)
 	*b.wbuf = (*b.wbuf)[:0]
 	return err
 }

@@ -2,10 +2,13 @@ package tunnel
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"testing"
+	"time"
 )
 
 func tcpPair(t *testing.T) (a, b net.Conn) {
@@ -142,4 +145,36 @@ func TestReadSizeGrowsWithFullReadsAndShrinksWithShortOnes(t *testing.T) {
 		t.Fatalf("getBuf(100000) has %d bytes", cap(*b))
 	}
 	putBuf(b, odd)
+}
+
+func TestBufferedConnWritesWaitForRoomAndHonourDeadlines(t *testing.T) {
+	a, b := tcpPair(t)
+	bc := NewBufferedConn(a)
+	// Far more than the socket buffers hold: the write must wait for the
+	// reader, then complete, in order.
+	want := make([]byte, 16<<20)
+	for i := range want {
+		want[i] = byte(i / 4096)
+	}
+	got := make(chan []byte)
+	go func() {
+		buf, _ := io.ReadAll(io.LimitReader(b, int64(len(want))))
+		got <- buf
+	}()
+	if n, err := bc.Write(want); err != nil || n != len(want) {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	if !bytes.Equal(<-got, want) {
+		t.Fatal("the reader got other bytes than were written")
+	}
+
+	// Nobody reads now: a deadline ends the write with a timeout.
+	bc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	n, err := bc.Write(want)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write to a peer that reads nothing = %d, %v; want a deadline error", n, err)
+	}
+	if n <= 0 || n >= len(want) {
+		t.Fatalf("wrote %d of %d bytes before the deadline; want a part", n, len(want))
+	}
 }

@@ -16,3 +16,5 @@ func idleReader(io.Reader, int) idleRead {
 func sinkOf(io.Writer) syscall.RawConn { return nil }
 
 func tryWrite(syscall.RawConn, []byte) (int, error) { return 0, nil }
+
+func writerOf(io.Writer) func([]byte) (int, error) { return nil }
