@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,24 +26,7 @@ type rawExit struct {
 func newRawExit(t *testing.T, cfg Config) *rawExit {
 	t.Helper()
 	srvTLS, cliTLS := tlsPair(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	raw, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sraw := <-accepted
-	if sraw == nil {
-		t.Fatal("accept failed")
-	}
+	raw, sraw := tcpPair(t)
 	x := &rawExit{tc: tls.Server(sraw, srvTLS)}
 	t.Cleanup(func() { x.tc.Close() })
 	hs := make(chan error, 1)
@@ -56,6 +38,7 @@ func newRawExit(t *testing.T, cfg Config) *rawExit {
 	if err := <-hs; err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if x.client, err = NewClientConn(ctc, cfg); err != nil {
 		t.Fatal(err)
 	}

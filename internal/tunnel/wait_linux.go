@@ -16,12 +16,8 @@ import (
 // no extra system call is spent on waiting. It returns nil for other
 // sources.
 func idleReader(r io.Reader, off int) idleRead {
-	tc, ok := r.(*net.TCPConn)
-	if !ok {
-		return nil
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
+	tc, rc := tcpRawConn(r)
+	if rc == nil {
 		return nil
 	}
 	return func(get func() *[]byte, put func(*[]byte), beforeBlock func()) (*[]byte, int, error) {
@@ -69,15 +65,22 @@ func idleReader(r io.Reader, off int) idleRead {
 // sinkOf returns the raw connection of a TCP destination, for the read
 // loop's non-blocking writes (see Stream.deliver), or nil.
 func sinkOf(w io.Writer) syscall.RawConn {
-	tc, ok := w.(*net.TCPConn)
+	_, rc := tcpRawConn(w)
+	return rc
+}
+
+// tcpRawConn returns x as a TCP connection and its raw connection, or nils
+// if it is something else.
+func tcpRawConn(x any) (*net.TCPConn, syscall.RawConn) {
+	tc, ok := x.(*net.TCPConn)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	return rc
+	return tc, rc
 }
 
 // tryWrite writes as much of p to rc as the socket takes now, without ever
@@ -114,12 +117,8 @@ func tryWrite(rc syscall.RawConn, p []byte) (int, error) {
 // with raw system calls (see writeNonBlocking). It returns nil for other
 // connections.
 func writerOf(w io.Writer) func(p []byte) (int, error) {
-	tc, ok := w.(*net.TCPConn)
-	if !ok {
-		return nil
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
+	tc, rc := tcpRawConn(w)
+	if rc == nil {
 		return nil
 	}
 	return func(p []byte) (int, error) {
@@ -156,24 +155,16 @@ func writerOf(w io.Writer) func(p []byte) (int, error) {
 // which wakes every 20 µs while a system call is in progress somewhere, to
 // hand the processor to another thread, can back off. On a tunnel busy with
 // small messages that monitor otherwise takes a fifth of the CPU.
-func readNonBlocking(fd uintptr, p []byte) (int, error) {
-	var ptr unsafe.Pointer
-	if len(p) > 0 {
-		ptr = unsafe.Pointer(&p[0])
-	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(ptr), uintptr(len(p)))
-	if errno != 0 {
-		return -1, errno
-	}
-	return int(n), nil
-}
+func readNonBlocking(fd uintptr, p []byte) (int, error) { return rawIO(syscall.SYS_READ, fd, p) }
 
-func writeNonBlocking(fd uintptr, p []byte) (int, error) {
+func writeNonBlocking(fd uintptr, p []byte) (int, error) { return rawIO(syscall.SYS_WRITE, fd, p) }
+
+func rawIO(trap, fd uintptr, p []byte) (int, error) {
 	var ptr unsafe.Pointer
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])
 	}
-	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(ptr), uintptr(len(p)))
+	n, _, errno := syscall.RawSyscall(trap, fd, uintptr(ptr), uintptr(len(p)))
 	if errno != 0 {
 		return -1, errno
 	}
