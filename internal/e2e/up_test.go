@@ -25,6 +25,9 @@ func TestUpRunsBothSidesAndReusesCertificates(t *testing.T) {
 		up, addr := proctest.StartReady(t, "up", proctest.AgentReady, func(addr string) []string {
 			return []string{"up", "--state-dir", stateDir, "--listen", addr, "--log-level", "debug"}
 		})
+		if !up.WaitStdout("Press Ctrl-C to stop.", 5*time.Second) {
+			t.Fatalf("up printed no banner:\n%s", up.Stdout())
+		}
 		out := up.Stdout()
 		for _, want := range []string{"local proxy on " + addr, "curl -x http://" + addr, "--socks5-hostname " + addr} {
 			if !strings.Contains(out, want) {
