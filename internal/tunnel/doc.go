@@ -30,7 +30,17 @@
 // everything queued in one batch. The read loop never takes the role: it
 // queues its control frames, and its only writes are non-blocking writes of
 // arriving data to an idle relay's TCP destination (Stream.WriteTo), so it
-// never waits on a write.
+// never waits on a write. Before it writes a small batch, the writer yields
+// once to the goroutines ready to run, and adds the frames they queue
+// meanwhile to the same write.
+//
+// # Sizes
+//
+// DATA frames go up to a megabyte. Senders size their read buffers from how
+// full the last read came and read no more than they may send; receivers
+// read a frame in pieces, each what has arrived, and deliver each piece at
+// once, so a large frame never delays data. Buffers come from pools and
+// are held only while they hold data.
 //
 // # Goroutines
 //
