@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -218,5 +219,62 @@ func TestReadFromTakesNoMoreThanItMaySend(t *testing.T) {
 	cs.Close()
 	if err := <-done; err == nil {
 		t.Fatal("ReadFrom returned nil after Close")
+	}
+}
+
+func TestFramesSplitAnyWayArriveIntact(t *testing.T) {
+	// 12 MiB in frames of random sizes up to the 1 MiB maximum, some
+	// padded, written to the socket in random pieces with pauses: whatever
+	// the pieces the receiver delivers, the bytes must arrive in order.
+	const total = 12 << 20
+	x := newRawExit(t, Config{StreamWindow: 16 << 20})
+	s := x.dial(t)
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	want := make([]byte, total)
+	for i := range want {
+		want[i] = byte(rng.Uint32())
+	}
+	var wire []byte
+	for sent := 0; sent < total; {
+		n := min(total-sent, 1+rng.IntN(1<<20-1))
+		data := want[sent : sent+n]
+		sent += n
+		end := sent == total
+		if rng.IntN(4) == 0 && n < 1<<20-256 {
+			pad := rng.IntN(256)
+			h := dataHeader(s.ID(), 1+n+pad)
+			h[4] |= byte(http2.FlagDataPadded)
+			if end {
+				h[4] |= byte(http2.FlagDataEndStream)
+			}
+			wire = append(append(append(append(wire, h...), byte(pad)), data...), make([]byte, pad)...)
+			continue
+		}
+		h := dataHeader(s.ID(), n)
+		if end {
+			h[4] |= byte(http2.FlagDataEndStream)
+		}
+		wire = append(append(wire, h...), data...)
+	}
+	go func() {
+		for len(wire) > 0 {
+			k := min(len(wire), 1+rng.IntN(300<<10))
+			if _, err := x.tc.Write(wire[:k]); err != nil {
+				return
+			}
+			wire = wire[k:]
+			if rng.IntN(8) == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	s.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(s)
+	if err != nil {
+		t.Fatalf("read %d of %d bytes: %v", len(got), total, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes, want %d, or other bytes", len(got), total)
 	}
 }
