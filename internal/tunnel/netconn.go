@@ -59,8 +59,8 @@ func (b *bufferedConn) Read(p []byte) (int, error) {
 			b.rerr = nil
 			return 0, err
 		}
-		if err := b.fillBuf(); err != nil {
-			return 0, err
+		if err := b.fillBuf(); err != nil || b.rbuf == nil {
+			return 0, err // nil: the connection read nothing, without an error
 		}
 	}
 	n := copy(p, (*b.rbuf)[b.rr:b.w])

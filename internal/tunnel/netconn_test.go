@@ -178,3 +178,43 @@ func TestBufferedConnWritesWaitForRoomAndHonourDeadlines(t *testing.T) {
 		t.Fatalf("wrote %d of %d bytes before the deadline; want a part", n, len(want))
 	}
 }
+
+// emptyReads is a connection whose reads return nothing and no error a
+// few times before its data, as io.Reader permits.
+type emptyReads struct {
+	net.Conn
+	empty int
+	data  []byte
+}
+
+func (c *emptyReads) Read(p []byte) (int, error) {
+	if c.empty > 0 {
+		c.empty--
+		return 0, nil
+	}
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.data)
+	c.data = c.data[n:]
+	return n, nil
+}
+
+func TestBufferedConnPassesOnEmptyReads(t *testing.T) {
+	bc := NewBufferedConn(&emptyReads{empty: 3, data: []byte("data")})
+	var got []byte
+	p := make([]byte, 8)
+	for range 10 {
+		n, err := bc.Read(p)
+		got = append(got, p[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if string(got) != "data" {
+		t.Fatalf("read %q, want \"data\"", got)
+	}
+}
