@@ -278,3 +278,44 @@ func TestFramesSplitAnyWayArriveIntact(t *testing.T) {
 		t.Fatalf("got %d bytes, want %d, or other bytes", len(got), total)
 	}
 }
+
+func TestClosingASourceDoesNotWaitForAStuckLink(t *testing.T) {
+	// The raw exit grants ample credit and then reads nothing: the link's
+	// socket fills and its writer blocks. A stream whose frames queue
+	// behind that writer, and whose source then goes quiet, must still let
+	// its source be closed at once: Close on a Go socket waits for a read
+	// in progress, so ReadFrom may never wait for its frames inside one.
+	x := newRawExit(t, Config{})
+	x.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 30})
+	x.fr.WriteWindowUpdate(0, 1<<30)
+	hog := x.dial(t)
+	s := x.dial(t)
+	go hog.Write(make([]byte, 256<<20)) // blocks once the link's socket is full
+	waitFor(t, "the link's writer to block", func() bool { return hog.BytesSent() > 1<<20 })
+	time.Sleep(100 * time.Millisecond)
+
+	src, feeder := tcpPair(t)
+	if _, err := feeder.Write(make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.ReadFrom(src)
+		done <- err
+	}()
+	waitFor(t, "the stream's frame to queue", func() bool { return s.BytesSent() >= 1000 })
+	time.Sleep(100 * time.Millisecond) // ReadFrom finds the source empty
+
+	closed := make(chan struct{})
+	go func() {
+		src.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
+		t.Fatal("closing the source waited for the stuck link")
+	}
+	x.tc.Close() // the peer goes, so the blocked writer fails at once
+	<-done
+}

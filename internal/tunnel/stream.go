@@ -582,6 +582,14 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 		}
 		return err
 	}
+	// releaseWritten releases, without waiting, the buffers whose frames
+	// are written, and reports whether none is left.
+	releaseWritten := func() bool {
+		for npend > 0 && pending[0].written() {
+			releaseOldest()
+		}
+		return npend == 0
+	}
 	defer releaseAll()
 	for {
 		if npend == len(pending) {
@@ -603,17 +611,17 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 		)
 		if idle != nil {
 			// Every buffer is released before the goroutine parks on an
-			// idle source.
-			var relErr error
+			// idle source; a frame still being written is waited for
+			// outside the poller, and the source read again.
 			buf, n, rerr = idle(
 				func() *[]byte { b := getBuf(want, large); *b = (*b)[:want]; return b },
 				func(b *[]byte) { putBuf(b, large) },
-				func() { relErr = releaseAll() })
-			if relErr != nil {
-				if buf != nil {
-					putBuf(buf, large)
+				releaseWritten)
+			if buf == nil && rerr == nil {
+				if err := releaseAll(); err != nil {
+					return total, err
 				}
-				return total, relErr
+				continue
 			}
 		} else {
 			if !full {
@@ -660,6 +668,19 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 type pendingBuf struct {
 	frame *outFrame
 	buf   *[]byte
+}
+
+// written reports whether the frame is out of the buffer.
+func (p pendingBuf) written() bool {
+	if p.frame == nil {
+		return true
+	}
+	select {
+	case <-p.frame.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // CloseWrite sends END_STREAM: the peer reads EOF after the data sent so

@@ -20,11 +20,12 @@ func idleReader(r io.Reader, off int) idleRead {
 	if rc == nil {
 		return nil
 	}
-	return func(get func() *[]byte, put func(*[]byte), beforeBlock func()) (*[]byte, int, error) {
+	return func(get func() *[]byte, put func(*[]byte), mayPark func() bool) (*[]byte, int, error) {
 		var (
-			buf  *[]byte
-			n    int
-			rerr error
+			buf    *[]byte
+			n      int
+			rerr   error
+			notNow bool // mayPark said no
 		)
 		err := rc.Read(func(fd uintptr) bool {
 			buf = get()
@@ -37,15 +38,17 @@ func idleReader(r io.Reader, off int) idleRead {
 			if rerr == unix.EAGAIN {
 				put(buf)
 				buf = nil
-				if beforeBlock != nil {
-					beforeBlock()
-					beforeBlock = nil
+				if mayPark != nil && !mayPark() {
+					notNow = true
+					return true
 				}
 				return false
 			}
 			return true
 		})
 		switch {
+		case notNow:
+			return nil, 0, nil
 		case err != nil:
 			if buf != nil {
 				put(buf)
