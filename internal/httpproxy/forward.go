@@ -146,6 +146,11 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 		w.x.setStatus(http.StatusOK)
 	}
 	n, err := w.ResponseWriter.Write(p)
+	if err == nil {
+		// Each piece of the body goes to the client as it comes from the
+		// origin, with the header in the same write the first time.
+		err = http.NewResponseController(w.ResponseWriter).Flush()
+	}
 	if err != nil {
 		w.x.fail(fmt.Errorf("write to client: %w", err))
 	}

@@ -87,6 +87,40 @@ func TestForwardStreamsLargeResponses(t *testing.T) {
 	checkLog(t, rec, map[string]any{"msg": "request", "status": int64(200), "down": int64(largeSize), "result": "ok"})
 }
 
+func TestForwardPassesOnEachPieceOfAKnownLengthBody(t *testing.T) {
+	// A response with a Content-Length whose origin sends a few bytes and
+	// waits: the client gets them at once, not when a buffer fills.
+	gotFirst := make(chan struct{})
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		io.WriteString(w, "first")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-gotFirst:
+		case <-time.After(waitTimeout):
+			t.Error("the client never got the first 5 bytes of a 10-byte body while the origin held back the rest")
+			return
+		}
+		io.WriteString(w, " last")
+	}))
+	t.Cleanup(origin.Close)
+	p := startProxy(t, nil)
+	res, err := p.client(t).Get(origin.URL + "/trickle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	first := make([]byte, 5)
+	if _, err := io.ReadFull(res.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	close(gotFirst)
+	rest, err := io.ReadAll(res.Body)
+	if err != nil || string(first)+string(rest) != "first last" {
+		t.Fatalf("body %q%q, %v", first, rest, err)
+	}
+}
+
 // gatedReader produces a body lazily and stops after before bytes until gate
 // is closed.
 type gatedReader struct {

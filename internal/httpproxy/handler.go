@@ -85,9 +85,13 @@ func (h *Handler) init() {
 			MaxResponseHeaderBytes: 1 << 20,
 		}
 		h.proxy = &httputil.ReverseProxy{
-			Rewrite:        rewrite,
-			Transport:      h.transport,
-			FlushInterval:  -1,
+			Rewrite:   rewrite,
+			Transport: h.transport,
+			// responseWriter flushes after every write: a flush interval
+			// would cost a timer goroutine and a separate write of the
+			// header for every response.
+			FlushInterval:  0,
+			BufferPool:     copyBuffers{},
 			ModifyResponse: modifyResponse,
 			ErrorHandler:   h.forwardError,
 			ErrorLog:       slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
@@ -231,3 +235,12 @@ func defaultPort(scheme string) string {
 		return "80"
 	}
 }
+
+// copyBuffers lends the reverse proxy its 32 KiB copy buffers, which it
+// would otherwise allocate for every response.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }
