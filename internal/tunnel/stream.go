@@ -399,11 +399,22 @@ func (s *Stream) sendErr() error {
 
 var errWriteAfterCloseWrite = errors.New("tunnel: write after CloseWrite")
 
+// creditLocked is how much the stream may send now, or why it may send
+// nothing more. c.mu is held.
+func (s *Stream) creditLocked() (int64, error) {
+	switch {
+	case s.c.err != nil:
+		return 0, ErrLinkClosed
+	case s.sendDone:
+		return 0, errWriteAfterCloseWrite
+	}
+	return min(s.sendWindow, s.c.sendWindow), nil
+}
+
 // awaitCredit waits until the stream may send, and returns how much it may
 // send now: ReadFrom reads no more than that from its source, so a stream
 // whose peer stopped reading holds no buffer, and its data waits in the
-// source's socket.
-// beforeBlock, if set, runs before the first wait.
+// source's socket. beforeBlock, if set, runs before the first wait.
 func (s *Stream) awaitCredit(beforeBlock func() error) (int64, error) {
 	c := s.c
 	for {
@@ -414,20 +425,12 @@ func (s *Stream) awaitCredit(beforeBlock func() error) (int64, error) {
 			return 0, os.ErrDeadlineExceeded
 		}
 		c.mu.Lock()
-		if c.err != nil {
-			c.mu.Unlock()
-			return 0, ErrLinkClosed
-		}
-		if s.sendDone {
-			c.mu.Unlock()
-			return 0, errWriteAfterCloseWrite
-		}
-		if n := min(s.sendWindow, c.sendWindow); n > 0 {
-			c.mu.Unlock()
-			return n, nil
-		}
+		n, err := s.creditLocked()
 		wake := c.sendWake
 		c.mu.Unlock()
+		if err != nil || n > 0 {
+			return n, err
+		}
 		if beforeBlock != nil {
 			if err := beforeBlock(); err != nil {
 				return 0, err
@@ -455,44 +458,33 @@ func (s *Stream) awaitCredit(beforeBlock func() error) (int64, error) {
 func (s *Stream) queueFrame(p, room []byte) (*outFrame, int, error) {
 	c := s.c
 	for {
-		if err := s.sendErr(); err != nil {
+		if _, err := s.awaitCredit(nil); err != nil {
 			return nil, 0, err
 		}
-		if s.wdl.passed() {
-			return nil, 0, os.ErrDeadlineExceeded
-		}
 		c.mu.Lock()
-		if c.err != nil {
+		credit, err := s.creditLocked()
+		if err != nil {
 			c.mu.Unlock()
-			return nil, 0, ErrLinkClosed
+			return nil, 0, err
 		}
-		if s.sendDone {
+		n := min(int64(len(p)), int64(c.maxPayload()), credit)
+		if n <= 0 {
+			// Another stream took the connection's credit meanwhile, or
+			// the peer shrank the window.
 			c.mu.Unlock()
-			return nil, 0, errWriteAfterCloseWrite
+			continue
 		}
-		n := min(int64(len(p)), int64(c.maxPayload()), s.sendWindow, c.sendWindow)
-		if n > 0 {
-			s.sendWindow -= n
-			c.sendWindow -= n
-			f := &outFrame{kind: frameData, stream: s, data: p[:n], room: room, done: make(chan struct{})}
-			own := c.enqueue(f, true)
-			c.mu.Unlock()
-			s.sent.Add(n)
-			s.touch()
-			if own {
-				return nil, int(n), c.writeNow(f)
-			}
-			return f, int(n), nil
-		}
-		wake := c.sendWake
+		s.sendWindow -= n
+		c.sendWindow -= n
+		f := &outFrame{kind: frameData, stream: s, data: p[:n], room: room, done: make(chan struct{})}
+		own := c.enqueue(f, true)
 		c.mu.Unlock()
-		select {
-		case <-wake:
-		case <-s.wdl.done():
-			return nil, 0, os.ErrDeadlineExceeded
-		case <-c.done:
-			return nil, 0, ErrLinkClosed
+		s.sent.Add(n)
+		s.touch()
+		if own {
+			return nil, int(n), c.writeNow(f)
 		}
+		return f, int(n), nil
 	}
 }
 
