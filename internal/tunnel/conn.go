@@ -31,7 +31,7 @@ type Config struct {
 	StreamWindow int
 	// MaxFrameSize is the largest frame payload this side accepts and the
 	// largest DATA frame it sends (the peer's limit permitting). If zero,
-	// 64 KiB is used. It must be between 16 KiB and 16 MiB-1.
+	// 1 MiB is used. It must be between 16 KiB and 16 MiB-1.
 	MaxFrameSize int
 	// MaxStreams is how many streams the peer may have open at once
 	// (servers only). If zero, 10000 is used.
