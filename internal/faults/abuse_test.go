@@ -401,6 +401,19 @@ func TestStalledReader(t *testing.T) {
 	}
 }
 
+// goroutinesDownTo polls p's goroutine count until it is at most limit or
+// deadline passes, and returns the last count.
+func goroutinesDownTo(t *testing.T, p *proctest.Proc, limit int, deadline time.Time) int {
+	t.Helper()
+	for {
+		g, _ := p.Goroutines(t)
+		if g <= limit || time.Now().After(deadline) {
+			return g
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // settledRSS waits until the process's RSS stops growing (for up to 5s)
 // and returns it.
 func settledRSS(t *testing.T, p *proctest.Proc) int64 {

@@ -257,14 +257,7 @@ func TestExitKilledUnder200Streams(t *testing.T) {
 	if !haveAdmin {
 		t.Skip("goroutine check skipped: this fluidity has no 'agent --admin' listener to read go_goroutines from")
 	}
-	var g int
-	for {
-		g, _ = agent.Goroutines(t)
-		if g <= g0+10 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	g := goroutinesDownTo(t, agent, g0+10, deadline)
 	if g > g0+10 {
 		t.Errorf("agent runs %d goroutines after the streams ended, %d before them: goroutines leaked", g, g0)
 	}

@@ -184,14 +184,7 @@ func Test10000Streams(t *testing.T) {
 	if !haveAdmin {
 		t.Skip("goroutine check skipped: this fluidity has no 'agent --admin' listener to read go_goroutines from")
 	}
-	var g2 int
-	for {
-		g2, _ = agent.Goroutines(t)
-		if g2 <= g0+20 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	g2 := goroutinesDownTo(t, agent, g0+20, deadline)
 	if g2 > g0+20 {
 		t.Errorf("agent goroutines after closing %d tunnels: %d, %d before", streams, g2, g0)
 	}
