@@ -249,7 +249,7 @@ func certName(cfg *tls.Config) string {
 // Report is the agent's status, as /status serves it and 'fluidity status'
 // prints it.
 type Report struct {
-	State    string    `json:"state"` // connecting, up, down or stopped
+	State    string    `json:"state"` // connecting, up, down, asleep or stopped
 	Since    time.Time `json:"since"` // when State began
 	Exit     string    `json:"exit"`
 	Listen   string    `json:"listen"`   // the proxy port; "" while not listening
@@ -292,13 +292,14 @@ func (a *Agent) exitIdentity() string {
 }
 
 // Ready reports why the agent is not ready to carry connections, or nil:
-// it is ready while it listens and its link to the exit is up.
+// it is ready while it listens and its link to the exit is up, or the exit
+// is asleep (the next connection wakes it).
 func (a *Agent) Ready() error {
 	if a.listenAddr.Load() == nil {
 		return errors.New("the proxy port is not listening")
 	}
 	st := a.client.Status()
-	if st.State != tunnel.StateUp {
+	if st.State != tunnel.StateUp && st.State != tunnel.StateAsleep {
 		msg := fmt.Sprintf("tunnel link to %s is %s since %s", st.Addr, st.State, st.Since.Format(time.RFC3339))
 		if st.LastError != "" {
 			msg += ": " + st.LastError

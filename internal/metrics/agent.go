@@ -8,7 +8,7 @@ import (
 
 // AgentSnapshot is what the agent's metrics read at scrape time.
 type AgentSnapshot struct {
-	LinkState    string // connecting, up, down or stopped
+	LinkState    string // connecting, up, down, asleep or stopped
 	LinkSince    time.Time
 	Reconnects   int
 	RTT          time.Duration
@@ -48,7 +48,7 @@ func NewAgent(reg prometheus.Registerer, snapshot func() AgentSnapshot) *Agent {
 	}
 	d := &m.descs
 	d.linkUp = prometheus.NewDesc("fluidity_agent_link_up", "1 if the tunnel link to the exit is up, else 0.", nil, nil)
-	d.linkState = prometheus.NewDesc("fluidity_agent_link_state", "The link's state: 1 for the current one of connecting, up, down and stopped, 0 for the others.", []string{"state"}, nil)
+	d.linkState = prometheus.NewDesc("fluidity_agent_link_state", "The link's state: 1 for the current one of connecting, up, down, asleep and stopped, 0 for the others.", []string{"state"}, nil)
 	d.reconnects = prometheus.NewDesc("fluidity_agent_link_reconnects_total", "Links to the exit established after the first one.", nil, nil)
 	d.lastChange = prometheus.NewDesc("fluidity_agent_link_last_change_timestamp_seconds", "When the link's state last changed, in Unix seconds.", nil, nil)
 	d.rtt = prometheus.NewDesc("fluidity_agent_link_rtt_seconds", "Round-trip time to the exit measured by the last ping on the current link (0 while down).", nil, nil)
@@ -82,7 +82,7 @@ func (m *Agent) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // LinkStates are the values of the state label of fluidity_agent_link_state.
-var LinkStates = []string{"connecting", "up", "down", "stopped"}
+var LinkStates = []string{"connecting", "up", "down", "asleep", "stopped"}
 
 // Collect implements prometheus.Collector for the snapshot metrics.
 func (m *Agent) Collect(ch chan<- prometheus.Metric) {

@@ -13,10 +13,18 @@ import (
 	"time"
 )
 
-// ClientConfig configures a Client. Addr and TLS are required.
+// ClientConfig configures a Client. TLS is required, and Addr or Locator.
 type ClientConfig struct {
-	// Addr is the exit server's host:port.
+	// Addr is the exit server's host:port, for an exit at a fixed address.
 	Addr string
+	// Locator, if set, finds an exit that is started on demand and may
+	// move (see Locator); Addr is then ignored. The client connects only
+	// when a stream needs a link (or at once with WakeOnStart), and goes
+	// asleep when the exit has gone.
+	Locator Locator
+	// WakeOnStart, with a Locator, wakes the exit when Run starts instead
+	// of at the first Dial.
+	WakeOnStart bool
 	// TLS is the client's TLS configuration: its certificate, the CA to
 	// verify the exit with, and the exit's stable name in ServerName. It
 	// must offer "h2" in NextProtos.
@@ -48,6 +56,22 @@ type ClientConfig struct {
 	Logger *slog.Logger
 }
 
+// Locator finds an exit that is started on demand, such as a task in the
+// cloud: it may be asleep (not running), and its address may change when it
+// is replaced.
+type Locator interface {
+	// Locate returns the exit's address, host:port. With wake set, a
+	// stream is waiting for a link: Locate starts the exit if it is not
+	// running and waits until it is ready, bounded by ctx and its own
+	// timeout. Without wake it only looks, and returns an error wrapping
+	// ErrAsleep if the exit is not running.
+	Locate(ctx context.Context, wake bool) (addr string, err error)
+}
+
+// ErrAsleep is wrapped by a Locator's error when the exit is not running
+// and was not asked to wake.
+var ErrAsleep = errors.New("exit asleep")
+
 // LinkState is the state of a Client's link.
 type LinkState string
 
@@ -56,6 +80,9 @@ const (
 	StateUp         LinkState = "up"
 	StateDown       LinkState = "down"
 	StateStopped    LinkState = "stopped"
+	// StateAsleep: the exit is not running and nothing has asked for it
+	// (only with a Locator). The next Dial wakes it.
+	StateAsleep LinkState = "asleep"
 )
 
 // Status is a snapshot of a Client's link.
@@ -74,9 +101,16 @@ type Client struct {
 	cfg ClientConfig // immutable after NewClient
 	log *slog.Logger
 
+	// demand is signalled by Dial when it starts to wait for a link, so
+	// an asleep Run wakes the exit. Buffered (1), never closed.
+	demand chan struct{}
+
 	mu         sync.Mutex // guards the fields below
 	link       *Conn
 	up         chan struct{} // closed while a link is up; replaced when it goes down
+	failed     chan struct{} // closed when a wake failed, releasing waiting Dials; then replaced
+	waiting    int           // Dials waiting for a link
+	addr       string        // the exit's address: Addr, or the last one located
 	state      LinkState
 	since      time.Time
 	lastErr    error
@@ -87,7 +121,7 @@ type Client struct {
 
 // NewClient checks cfg and returns a Client. Call Run to connect.
 func NewClient(cfg ClientConfig) (*Client, error) {
-	if cfg.Addr == "" {
+	if cfg.Addr == "" && cfg.Locator == nil {
 		return nil, errors.New("tunnel: exit address is required")
 	}
 	if cfg.TLS == nil {
@@ -120,18 +154,33 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.Conn.Logger = log
-	return &Client{
-		cfg:   cfg,
-		log:   log,
-		up:    make(chan struct{}),
-		state: StateConnecting,
-		since: time.Now(),
-	}, nil
+	c := &Client{
+		cfg:    cfg,
+		log:    log,
+		demand: make(chan struct{}, 1),
+		up:     make(chan struct{}),
+		failed: make(chan struct{}),
+		state:  StateConnecting,
+		since:  time.Now(),
+	}
+	switch {
+	case cfg.Locator == nil:
+		c.addr = cfg.Addr
+	case !cfg.WakeOnStart:
+		c.state = StateAsleep
+	}
+	return c, nil
 }
 
 // Run connects to the exit and keeps the link up, reconnecting with
 // backoff whenever it fails, until ctx ends. It then closes the link and
 // returns nil.
+//
+// With a Locator, Run connects only when a stream needs a link: it locates
+// (and wakes) the exit, keeps the link up while the exit runs, locates it
+// again whenever a link is lost (a replaced exit has a new address), and
+// goes asleep when the exit is no longer running, or when waking it failed,
+// until the next Dial.
 func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.runStarted {
@@ -147,9 +196,35 @@ func (c *Client) Run(ctx context.Context) error {
 	defer draining.Wait()
 	drainCtx, stopDraining := context.WithCancel(context.Background())
 	defer stopDraining()
+	loc := c.cfg.Locator
+	// With a Locator, addr is "" until the exit is located; proven says a
+	// link came up at addr, and fresh counts failed attempts at an addr
+	// that is not proven yet (an exit just started may not listen yet).
+	addr, proven, fresh := c.cfg.Addr, false, 0
+	asleep, wake := loc != nil && !c.cfg.WakeOnStart, c.cfg.WakeOnStart
 	failures, flaps := 0, 0
 	for {
-		link, err := c.connect(ctx)
+		if loc != nil && addr == "" {
+			if asleep {
+				if !c.awaitDemand(ctx) {
+					return nil
+				}
+				asleep, wake = false, true
+			}
+			c.setConnecting()
+			a, err := loc.Locate(ctx, wake || c.demanded())
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				asleep = true
+				c.sleep(err)
+				continue
+			}
+			addr, proven, fresh, wake = a, false, 0, false
+			c.setAddr(a)
+		}
+		link, err := c.connect(ctx, addr)
 		if ctx.Err() != nil {
 			if link != nil {
 				link.Close()
@@ -159,7 +234,7 @@ func (c *Client) Run(ctx context.Context) error {
 		msg, failed := "tunnel link failed", true
 		var upAt time.Time
 		if err == nil {
-			upAt = time.Now()
+			upAt, proven = time.Now(), true
 			c.setUp(link)
 			select {
 			case <-link.Done():
@@ -168,7 +243,7 @@ func (c *Client) Run(ctx context.Context) error {
 					// A graceful GOAWAY: the old link drains while a new one
 					// takes new streams, at once.
 					c.setDown(ErrGoAway)
-					c.log.Info("exit is going away; opening a new link", "exit", c.cfg.Addr)
+					c.log.Info("exit is going away; opening a new link", "exit", addr)
 					draining.Add(1)
 					go func() {
 						defer draining.Done()
@@ -178,6 +253,10 @@ func (c *Client) Run(ctx context.Context) error {
 						c.cfg.OnDrain()
 					}
 					failures = 0
+					if loc != nil {
+						// It may be going to sleep, or be replaced.
+						addr = ""
+					}
 					continue
 				}
 				link.Close()
@@ -194,6 +273,15 @@ func (c *Client) Run(ctx context.Context) error {
 				if err = link.Err(); err == nil {
 					err = ErrLinkClosed
 				}
+			}
+		}
+		if loc != nil {
+			// Ask again where the exit is when a link was lost, or when
+			// the address does not answer.
+			if !failed || proven {
+				addr = ""
+			} else if fresh++; fresh >= freshAttempts {
+				addr = ""
 			}
 		}
 		var delay time.Duration
@@ -216,12 +304,17 @@ func (c *Client) Run(ctx context.Context) error {
 			delay = min(c.backoff(flaps), maxFlapDelay)
 		}
 		c.setDown(err)
-		c.log.Warn(msg, "exit", c.cfg.Addr, "err", err, "retry_in", delay.Round(time.Millisecond))
+		c.log.Warn(msg, "exit", c.Status().Addr, "err", err, "retry_in", delay.Round(time.Millisecond))
 		if !sleepCtx(ctx, delay) {
 			return nil
 		}
 	}
 }
+
+// freshAttempts is how many failed attempts a newly located exit gets
+// before it is located again: it may have been reported ready a moment
+// before it listens.
+const freshAttempts = 4
 
 // A link lost less than flapThreshold after it came up is a flap; the
 // delay before reconnecting after flaps grows up to maxFlapDelay.
@@ -254,21 +347,21 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // connect dials, handshakes and proves the link with one PING: in TLS 1.3
 // the server rejects a client certificate only after the client's side of
 // the handshake has finished, so the PING is what surfaces that.
-func (c *Client) connect(ctx context.Context) (*Conn, error) {
+func (c *Client) connect(ctx context.Context, addr string) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	raw, err := c.cfg.NetDial(ctx, "tcp", c.cfg.Addr)
+	raw, err := c.cfg.NetDial(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("dial exit %s: %w", c.cfg.Addr, err)
+		return nil, fmt.Errorf("dial exit %s: %w", addr, err)
 	}
 	tc := tls.Client(NewBufferedConn(raw), c.cfg.TLS)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("dial exit %s: tls handshake: %w", c.cfg.Addr, err)
+		return nil, fmt.Errorf("dial exit %s: tls handshake: %w", addr, err)
 	}
 	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
 		tc.Close()
-		return nil, fmt.Errorf("dial exit %s: server did not negotiate HTTP/2 (ALPN %q)", c.cfg.Addr, p)
+		return nil, fmt.Errorf("dial exit %s: server did not negotiate HTTP/2 (ALPN %q)", addr, p)
 	}
 	link, err := NewClientConn(tc, c.cfg.Conn)
 	if err != nil {
@@ -280,9 +373,65 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 		if lerr := link.Err(); lerr != nil {
 			err = lerr
 		}
-		return nil, fmt.Errorf("dial exit %s: %w", c.cfg.Addr, err)
+		return nil, fmt.Errorf("dial exit %s: %w", addr, err)
 	}
 	return link, nil
+}
+
+// awaitDemand waits until a Dial needs a link, or ctx ends.
+func (c *Client) awaitDemand(ctx context.Context) bool {
+	select {
+	case <-c.demand:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// demanded reports whether a Dial is waiting for a link.
+func (c *Client) demanded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.waiting > 0
+}
+
+func (c *Client) setConnecting() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != StateConnecting {
+		c.state = StateConnecting
+		c.since = time.Now()
+	}
+}
+
+func (c *Client) setAddr(addr string) {
+	c.mu.Lock()
+	c.addr = addr
+	c.mu.Unlock()
+}
+
+// sleep records that the exit is not running, or could not be woken: err
+// says why. Dials waiting for a link fail with it; the demand they made is
+// spent, so only the next Dial wakes the exit again.
+func (c *Client) sleep(err error) {
+	c.mu.Lock()
+	c.state = StateAsleep
+	c.since = time.Now()
+	c.lastErr = err
+	if !errors.Is(err, ErrAsleep) {
+		close(c.failed)
+		c.failed = make(chan struct{})
+	}
+	select {
+	case <-c.demand:
+	default:
+	}
+	c.mu.Unlock()
+	if errors.Is(err, ErrAsleep) {
+		c.log.Info("exit asleep; the next connection wakes it", "reason", err)
+	} else {
+		c.log.Warn("exit unavailable; the next connection tries again", "err", err)
+	}
 }
 
 func (c *Client) setUp(link *Conn) {
@@ -293,8 +442,9 @@ func (c *Client) setUp(link *Conn) {
 	c.lastErr = nil
 	c.links++
 	close(c.up)
+	addr := c.addr
 	c.mu.Unlock()
-	c.log.Info("tunnel link up", "exit", c.cfg.Addr, "rtt", link.RTT().Round(time.Microsecond))
+	c.log.Info("tunnel link up", "exit", addr, "rtt", link.RTT().Round(time.Microsecond))
 }
 
 func (c *Client) setDown(err error) {
@@ -337,7 +487,7 @@ func (c *Client) stop() {
 func (c *Client) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := Status{State: c.state, Since: c.since, Addr: c.cfg.Addr, Reconnects: max(c.links-1, 0)}
+	st := Status{State: c.state, Since: c.since, Addr: c.addr, Reconnects: max(c.links-1, 0)}
 	if c.lastErr != nil {
 		st.LastError = c.lastErr.Error()
 	}
@@ -348,11 +498,19 @@ func (c *Client) Status() Status {
 	return st
 }
 
-// currentLink returns the link that is up, waiting for one until ctx ends.
+// currentLink returns the link that is up, waiting for one until ctx ends
+// or, with a Locator, until waking the exit fails.
 func (c *Client) currentLink(ctx context.Context) (*Conn, error) {
 	for {
 		c.mu.Lock()
-		link, up, closed, lastErr := c.link, c.up, c.closed, c.lastErr
+		link, up, failed, closed, lastErr := c.link, c.up, c.failed, c.closed, c.lastErr
+		if link == nil && !closed {
+			c.waiting++
+			select {
+			case c.demand <- struct{}{}:
+			default:
+			}
+		}
 		c.mu.Unlock()
 		if closed {
 			return nil, ErrLinkClosed
@@ -370,13 +528,24 @@ func (c *Client) currentLink(ctx context.Context) (*Conn, error) {
 				return link, nil
 			}
 		}
+		var err error
 		select {
 		case <-up:
+		case <-failed:
+			c.mu.Lock()
+			err = fmt.Errorf("%w: %w", ErrLinkDown, c.lastErr)
+			c.mu.Unlock()
 		case <-ctx.Done():
+			err = ErrLinkDown
 			if lastErr != nil {
-				return nil, fmt.Errorf("%w: %w", ErrLinkDown, lastErr)
+				err = fmt.Errorf("%w: %w", ErrLinkDown, lastErr)
 			}
-			return nil, ErrLinkDown
+		}
+		c.mu.Lock()
+		c.waiting--
+		c.mu.Unlock()
+		if err != nil {
+			return nil, err
 		}
 	}
 }
@@ -400,8 +569,12 @@ func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, erro
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			details := fmt.Sprintf("no link to the exit after %v: %v", c.cfg.WaitTimeout, err)
+			if waitCtx.Err() == nil {
+				details = fmt.Sprintf("no link to the exit: %v", err)
+			}
 			return nil, &DialError{Target: addr, Status: http.StatusServiceUnavailable, Type: "proxy_internal_error",
-				Details: fmt.Sprintf("no link to the exit %s after %v: %v", c.cfg.Addr, c.cfg.WaitTimeout, err), Err: err}
+				Details: details, Err: err}
 		}
 		var hdr http.Header
 		if c.cfg.Header != nil {
