@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"fluidity/internal/principal"
 )
 
 // Config configures a Verifier. ServerID and Allow are required; every
@@ -73,7 +75,7 @@ type Verifier struct {
 	serverID  string
 	hosts     hostRegion        // accepted signed host → region
 	endpoints map[string]string // region → base URL, no trailing slash
-	allow     allowlist
+	allow     principal.Allowlist
 	timeout   time.Duration
 	client    *http.Client
 	limiter   *FailureLimiter
@@ -125,8 +127,8 @@ func New(cfg Config) (*Verifier, error) {
 		return nil, &configError{key: "iam.allow", msg: "empty; list the account IDs or role/user ARNs to let in (--iam-allow)"}
 	}
 	var err error
-	if v.allow, err = parseAllow(cfg.Allow); err != nil {
-		return nil, err
+	if v.allow, err = principal.ParseAllowlist(cfg.Allow); err != nil {
+		return nil, &configError{key: "iam.allow", msg: err.Error()}
 	}
 	regions := slices.Clone(cfg.Regions)
 	if len(regions) == 0 {
@@ -230,7 +232,7 @@ func (v *Verifier) verify(ctx context.Context, key, token string) (Identity, *Er
 		return Identity{}, &Error{Status: http.StatusProxyAuthRequired, Reason: "no IAM token; send Proxy-Authorization: Bearer <token> (fluidity token prints one)", Err: ErrNoToken}
 	}
 	id, err := v.identify(ctx, key, token)
-	if err == nil && !v.allow.allows(mustCanonical(id.ARN)) {
+	if err == nil && !v.allow.Allows(mustCanonical(id.ARN)) {
 		err = notAllowed(id.ARN + " is not in iam.allow")
 	}
 	if err != nil && key != "" && v.limiter != nil && (err.Err == ErrInvalidToken || err.Err == ErrNotAllowed) {
@@ -239,8 +241,8 @@ func (v *Verifier) verify(ctx context.Context, key, token string) (Identity, *Er
 	return id, err
 }
 
-func mustCanonical(s string) arn {
-	a, _ := canonicalARN(s) // checked when the identity was cached
+func mustCanonical(s string) principal.ARN {
+	a, _ := principal.Canonical(s) // checked when the identity was cached
 	return a
 }
 
@@ -364,14 +366,14 @@ func (v *Verifier) ask(ctx context.Context, p *presigned) (Identity, *Error) {
 	if err != nil {
 		return Identity{}, invalid("STS response is not a well-formed GetCallerIdentityResponse")
 	}
-	c, err := canonicalARN(ci.ARN)
+	c, err := principal.Canonical(ci.ARN)
 	if err != nil {
 		return Identity{}, invalid("STS reported an unusable ARN " + quote(clip(ci.ARN)))
 	}
-	if ci.Account != c.account {
-		return Identity{}, invalid("STS reported account " + quote(clip(ci.Account)) + " for an ARN of account " + c.account)
+	if ci.Account != c.Account {
+		return Identity{}, invalid("STS reported account " + quote(clip(ci.Account)) + " for an ARN of account " + c.Account)
 	}
-	return Identity{ARN: c.String(), Account: c.account, UserID: ci.UserID, Expires: p.expires}, nil
+	return Identity{ARN: c.String(), Account: c.Account, UserID: ci.UserID, Expires: p.expires}, nil
 }
 
 // stsCode formats the error code of an STS error body for a reason.
