@@ -63,14 +63,10 @@ type Locator interface {
 	// Locate returns the exit's address, host:port. With wake set, a
 	// stream is waiting for a link: Locate starts the exit if it is not
 	// running and waits until it is ready, bounded by ctx and its own
-	// timeout. Without wake it only looks, and returns an error wrapping
-	// ErrAsleep if the exit is not running.
+	// timeout. Without wake it only looks, and returns "" and no error if
+	// the exit is not running.
 	Locate(ctx context.Context, wake bool) (addr string, err error)
 }
-
-// ErrAsleep is wrapped by a Locator's error when the exit is not running
-// and was not asked to wake.
-var ErrAsleep = errors.New("exit asleep")
 
 // LinkState is the state of a Client's link.
 type LinkState string
@@ -105,18 +101,19 @@ type Client struct {
 	// an asleep Run wakes the exit. Buffered (1), never closed.
 	demand chan struct{}
 
-	mu         sync.Mutex // guards the fields below
-	link       *Conn
-	up         chan struct{} // closed while a link is up; replaced when it goes down
-	failed     chan struct{} // closed when a wake failed, releasing waiting Dials; then replaced
-	waiting    int           // Dials waiting for a link
-	addr       string        // the exit's address: Addr, or the last one located
-	state      LinkState
-	since      time.Time
-	lastErr    error
-	links      int
-	closed     bool
-	runStarted bool
+	mu           sync.Mutex // guards the fields below
+	link         *Conn
+	up           chan struct{} // closed while a link is up; replaced when it goes down
+	failed       chan struct{} // closed when a wake failed, releasing waiting Dials; then replaced
+	waiting      int           // Dials waiting for a link and not yet released by a failed wake
+	wakeFailures int           // failed wakes so far: tells a Dial whether a failure released it
+	addr         string        // the exit's address: Addr, or the last one located
+	state        LinkState
+	since        time.Time
+	lastErr      error
+	links        int
+	closed       bool
+	runStarted   bool
 }
 
 // NewClient checks cfg and returns a Client. Call Run to connect.
@@ -209,6 +206,9 @@ func (c *Client) Run(ctx context.Context) error {
 				if !c.awaitDemand(ctx) {
 					return nil
 				}
+				if !c.demanded() {
+					continue // the Dial that asked has given up
+				}
 				asleep, wake = false, true
 			}
 			c.setConnecting()
@@ -216,7 +216,7 @@ func (c *Client) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if err != nil {
+			if err != nil || a == "" {
 				asleep = true
 				c.sleep(err)
 				continue
@@ -410,25 +410,23 @@ func (c *Client) setAddr(addr string) {
 	c.mu.Unlock()
 }
 
-// sleep records that the exit is not running, or could not be woken: err
-// says why. Dials waiting for a link fail with it; the demand they made is
-// spent, so only the next Dial wakes the exit again.
+// sleep records that the exit is not running (err nil), or could not be
+// woken (err says why). Dials waiting for a link fail with err, so only the
+// next Dial wakes the exit again.
 func (c *Client) sleep(err error) {
 	c.mu.Lock()
 	c.state = StateAsleep
 	c.since = time.Now()
 	c.lastErr = err
-	if !errors.Is(err, ErrAsleep) {
+	if err != nil {
 		close(c.failed)
 		c.failed = make(chan struct{})
-	}
-	select {
-	case <-c.demand:
-	default:
+		c.waiting = 0 // released: their demand is spent
+		c.wakeFailures++
 	}
 	c.mu.Unlock()
-	if errors.Is(err, ErrAsleep) {
-		c.log.Info("exit asleep; the next connection wakes it", "reason", err)
+	if err == nil {
+		c.log.Info("exit asleep; the next connection wakes it")
 	} else {
 		c.log.Warn("exit unavailable; the next connection tries again", "err", err)
 	}
@@ -503,7 +501,7 @@ func (c *Client) Status() Status {
 func (c *Client) currentLink(ctx context.Context) (*Conn, error) {
 	for {
 		c.mu.Lock()
-		link, up, failed, closed, lastErr := c.link, c.up, c.failed, c.closed, c.lastErr
+		link, up, failed, closed, lastErr, gen := c.link, c.up, c.failed, c.closed, c.lastErr, c.wakeFailures
 		if link == nil && !closed {
 			c.waiting++
 			select {
@@ -542,7 +540,9 @@ func (c *Client) currentLink(ctx context.Context) (*Conn, error) {
 			}
 		}
 		c.mu.Lock()
-		c.waiting--
+		if c.wakeFailures == gen {
+			c.waiting--
+		}
 		c.mu.Unlock()
 		if err != nil {
 			return nil, err
