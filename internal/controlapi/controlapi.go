@@ -131,13 +131,14 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // StatusCode is the HTTP status to answer with.
 func (e *Error) StatusCode() int { return e.Status }
 
-// Retryable reports whether the same call may succeed if made again soon.
+// Retryable reports whether the same call may succeed if made again soon:
+// throttled, or no answer in time.
 func (e *Error) Retryable() bool {
 	switch e.Code {
 	case CodeThrottled, CodeUnavailable, CodeTimeout:
 		return true
 	}
-	return e.Status >= 500 && e.Code != CodePermission && e.Code != CodeBadConfig && e.Code != CodeNoCapacity && e.Code != CodeAWS
+	return false
 }
 
 // Errorf builds an *Error.
