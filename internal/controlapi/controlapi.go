@@ -111,19 +111,19 @@ type Error struct {
 
 // Error codes.
 const (
-	CodeBadRequest  = "bad_request"  // 400: the request is malformed
-	CodeNoIdentity  = "no_identity"  // 401: the request carried no verified IAM identity
-	CodeNotAllowed  = "not_allowed"  // 403: the caller is not in the control plane's allowlist
-	CodeNotFound    = "not_found"    // 404: no such path
-	CodeMethod      = "method"       // 405: wrong method for the path
-	CodeDailyLimit  = "daily_limit"  // 429: the caller's exit hours for today are used up
-	CodeThrottled   = "throttled"    // 429: AWS throttled the control plane; retry
-	CodePermission  = "permission"   // 502: the control plane's role may not do what it must
-	CodeBadConfig   = "bad_config"   // 502: the deployment is wrong (cluster, subnet, task definition)
-	CodeAWS         = "aws_error"    // 502: AWS refused for another reason
-	CodeNoCapacity  = "no_capacity"  // 503: Fargate could not place the task now
-	CodeUnavailable = "unavailable"  // 503: AWS did not answer; retry
-	CodeTimeout     = "timeout"      // 504: the control plane ran out of time
+	CodeBadRequest  = "bad_request" // 400: the request is malformed
+	CodeNoIdentity  = "no_identity" // 401: the request carried no verified IAM identity
+	CodeNotAllowed  = "not_allowed" // 403: the caller is not in the control plane's allowlist
+	CodeNotFound    = "not_found"   // 404: no such path
+	CodeMethod      = "method"      // 405: wrong method for the path
+	CodeDailyLimit  = "daily_limit" // 429: the caller's exit hours for today are used up
+	CodeThrottled   = "throttled"   // 429: AWS throttled the control plane; retry
+	CodePermission  = "permission"  // 502: the control plane's role may not do what it must
+	CodeBadConfig   = "bad_config"  // 502: the deployment is wrong (cluster, subnet, task definition)
+	CodeAWS         = "aws_error"   // 502: AWS refused for another reason
+	CodeNoCapacity  = "no_capacity" // 503: Fargate could not place the task now
+	CodeUnavailable = "unavailable" // 503: AWS did not answer; retry
+	CodeTimeout     = "timeout"     // 504: the control plane ran out of time
 )
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

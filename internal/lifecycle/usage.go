@@ -52,9 +52,9 @@ type Usage struct {
 	path string
 	log  *slog.Logger
 
-	mu    sync.Mutex           // guards tasks and saved
+	mu    sync.Mutex          // guards tasks and saved
 	tasks map[string]*taskUse // by task ARN
-	saved time.Time            // when the file was last written
+	saved time.Time           // when the file was last written
 }
 
 type taskUse struct {
