@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"syscall"
 
@@ -14,7 +15,12 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Main(ctx, cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ(), SetProcs: runtime.GOMAXPROCS}, os.Args[1:])
+	args := os.Args[1:]
+	if filepath.Base(os.Args[0]) == "bootstrap" {
+		// AWS Lambda's provided.al2023 runtime runs a binary of that name.
+		args = append([]string{"lambda"}, args...)
+	}
+	code := cli.Main(ctx, cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ(), SetProcs: runtime.GOMAXPROCS}, args)
 	stop()
 	os.Exit(code)
 }

@@ -20,14 +20,22 @@ import (
 	"time"
 
 	"fluidity/internal/httpproxy"
+	"fluidity/internal/lifecycle"
 	"fluidity/internal/socks5"
 	"fluidity/internal/tunnel"
 )
 
-// Config configures an Agent. Exit and TLS are required.
+// Config configures an Agent. TLS is required, and Exit or Lifecycle.
 type Config struct {
-	// Exit is the exit server's host:port.
+	// Exit is the exit server's host:port, for an exit that is always
+	// running.
 	Exit string
+	// Lifecycle, if set, finds and wakes an exit that runs on demand;
+	// Exit is then ignored. The agent wakes it at the first client
+	// connection (WakeOnStart: at once).
+	Lifecycle *lifecycle.Exit
+	// WakeOnStart wakes the Lifecycle's exit when Serve starts.
+	WakeOnStart bool
 	// TLS is the client TLS configuration (see pki.ClientConfig).
 	TLS *tls.Config
 	// Tunnel tunes the link: ping interval and timeout, windows, backoff,
@@ -99,7 +107,7 @@ type Agent struct {
 
 // New checks cfg and builds an Agent.
 func New(cfg Config) (*Agent, error) {
-	if cfg.Exit == "" {
+	if cfg.Exit == "" && cfg.Lifecycle == nil {
 		return nil, errors.New("agent: the exit server address is required (--server HOST:PORT)")
 	}
 	if cfg.HeaderTimeout == 0 {
@@ -126,6 +134,10 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{}
 	tcfg := cfg.Tunnel
 	tcfg.Addr = cfg.Exit
+	if cfg.Lifecycle != nil {
+		tcfg.Locator = cfg.Lifecycle
+		tcfg.WakeOnStart = cfg.WakeOnStart
+	}
 	tcfg.TLS = cfg.TLS
 	tcfg.Logger = cfg.Logger
 	// A draining link keeps only the streams in use: pooled idle upstream
@@ -226,7 +238,11 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	addr := ln.Addr().String()
 	a.listenAddr.Store(&addr)
 	defer a.listenAddr.Store(nil)
-	a.log.Info("agent listening", "addr", addr, "exit", a.cfg.Exit, "identity", a.identity)
+	exit := a.cfg.Exit
+	if a.cfg.Lifecycle != nil {
+		exit = "on demand"
+	}
+	a.log.Info("agent listening", "addr", addr, "exit", exit, "identity", a.identity)
 	var acceptErr error
 	for {
 		nc, err := ln.Accept()

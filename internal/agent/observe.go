@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"fluidity/internal/httpproxy"
+	"fluidity/internal/lifecycle"
 	"fluidity/internal/metrics"
 	"fluidity/internal/socks5"
 	"fluidity/internal/tunnel"
@@ -266,6 +267,9 @@ type Report struct {
 	Reconnects   int     `json:"reconnects"`
 	LastError    string  `json:"last_error,omitempty"`
 	RTTSeconds   float64 `json:"rtt_seconds"` // last ping round trip; 0 while down
+	// Lifecycle is the exit on demand: woken or asleep, its task, this
+	// month's hours; nil for an exit at a fixed address.
+	Lifecycle *lifecycle.Status `json:"lifecycle,omitempty"`
 }
 
 // Report returns the agent's status.
@@ -279,6 +283,10 @@ func (a *Agent) Report() Report {
 	}
 	if p := a.listenAddr.Load(); p != nil {
 		r.Listen = *p
+	}
+	if a.cfg.Lifecycle != nil {
+		st := a.cfg.Lifecycle.Status()
+		r.Lifecycle = &st
 	}
 	return r
 }

@@ -12,6 +12,7 @@ import (
 
 	"fluidity/internal/admin"
 	"fluidity/internal/agent"
+	"fluidity/internal/lifecycle"
 	"fluidity/internal/metrics"
 	"fluidity/internal/pki"
 	"fluidity/internal/tunnel"
@@ -20,7 +21,13 @@ import (
 type agentConfig struct {
 	Listen           string         `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
 	AllowNonLoopback bool           `yaml:"allow_non_loopback" help:"permit a non-loopback --listen address (anyone who reaches it can use your exit)"`
-	Server           string         `yaml:"server" help:"exit server address, HOST:PORT"`
+	Lifecycle        string         `yaml:"lifecycle" help:"where the exit comes from: static (--server, always running) or aws (a task of your own, woken on demand through --control-url)"`
+	Server           string         `yaml:"server" help:"exit server address, HOST:PORT (lifecycle static)"`
+	ControlURL       string         `yaml:"control_url" help:"the control plane's function URL (lifecycle aws; printed by 'fluidity aws deploy'); requests are signed with your AWS credentials (--aws-profile)"`
+	WakeTimeout      time.Duration  `yaml:"wake_timeout" help:"how long a wake may take before the agent gives up and stops the exit (lifecycle aws; Fargate takes 30-90s)"`
+	WakeOnStart      bool           `yaml:"wake_on_start" help:"wake the exit when the agent starts, not at the first connection (lifecycle aws)"`
+	StopOnExit       bool           `yaml:"stop_on_exit" help:"stop the exit when the agent stops (lifecycle aws); otherwise it stops itself once idle"`
+	StateDir         string         `yaml:"state_dir" help:"where the agent keeps its record of exit hours (lifecycle aws; default: fluidity in your config directory)"`
 	ServerName       string         `yaml:"server_name" help:"name the exit's certificate is verified against, whatever address is dialed"`
 	Certs            string         `yaml:"certs" help:"directory with ca.crt, client.crt and client.key (made by 'fluidity certs init')"`
 	Cert             string         `yaml:"cert" help:"client certificate file (default: client.crt in --certs)"`
@@ -45,6 +52,8 @@ type agentConfig struct {
 func defaultAgentConfig() agentConfig {
 	return agentConfig{
 		Listen:          "127.0.0.1:8080",
+		Lifecycle:       lifecycleStatic,
+		WakeTimeout:     3 * time.Minute,
 		ServerName:      pki.DefaultServerName,
 		PingInterval:    5 * time.Second,
 		PingTimeout:     10 * time.Second,
@@ -67,11 +76,8 @@ func (c *agentConfig) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not host:port (example: 127.0.0.1:8080)", c.Listen)
 	}
-	if c.Server == "" {
-		return errors.New("server: required: the exit's HOST:PORT (for example --server exit.example.com:8443)")
-	}
-	if _, port, err := net.SplitHostPort(c.Server); err != nil || port == "" {
-		return fmt.Errorf("server: %q is not HOST:PORT (example: exit.example.com:8443)", c.Server)
+	if err := c.validateLifecycle(); err != nil {
+		return err
 	}
 	if c.ServerName == "" {
 		return errors.New("server_name: must not be empty (default: fluidity-server)")
@@ -82,7 +88,7 @@ func (c *agentConfig) Validate() error {
 	for _, d := range []struct {
 		key string
 		v   time.Duration
-	}{{"ping_interval", c.PingInterval}, {"ping_timeout", c.PingTimeout}, {"link_wait", c.LinkWait},
+	}{{"ping_interval", c.PingInterval}, {"ping_timeout", c.PingTimeout}, {"link_wait", c.LinkWait}, {"wake_timeout", c.WakeTimeout},
 		{"dial_timeout", c.DialTimeout}, {"header_timeout", c.HeaderTimeout}, {"idle_timeout", c.IdleTimeout},
 		{"shutdown_timeout", c.ShutdownTimeout}} {
 		if d.v <= 0 {
@@ -104,6 +110,35 @@ func (c *agentConfig) Validate() error {
 	return c.Log.validate()
 }
 
+// Lifecycles: where an agent's exit comes from.
+const (
+	lifecycleStatic = "static" // a fixed address, always running
+	lifecycleAWS    = "aws"    // a task of one's own, woken through the control plane
+)
+
+// validateLifecycle checks the keys that say where the exit is.
+func (c *agentConfig) validateLifecycle() error {
+	switch c.Lifecycle {
+	case lifecycleStatic:
+		if c.Server == "" {
+			return errors.New("server: required: the exit's HOST:PORT (for example --server exit.example.com:8443), or --lifecycle aws with --control-url for an exit on demand")
+		}
+		if _, port, err := net.SplitHostPort(c.Server); err != nil || port == "" {
+			return fmt.Errorf("server: %q is not HOST:PORT (example: exit.example.com:8443)", c.Server)
+		}
+	case lifecycleAWS:
+		if c.ControlURL == "" {
+			return errors.New("control_url: required with lifecycle aws: the control plane's function URL, printed by 'fluidity aws deploy' (--control-url https://ID.lambda-url.REGION.on.aws/)")
+		}
+		if c.Server != "" {
+			return errors.New("server: not used with lifecycle aws (the control plane says where the exit is); remove it, or use --lifecycle static")
+		}
+	default:
+		return fmt.Errorf("lifecycle: %q is not static or aws", c.Lifecycle)
+	}
+	return nil
+}
+
 func runAgent(ctx context.Context, env Env, args []string) error {
 	cfg := defaultAgentConfig()
 	fs := newFlagSet(env, "agent", "agent --server HOST:PORT --certs DIR [flags]", `
@@ -119,7 +154,11 @@ IAM identity, for exits that check it (see 'fluidity token').`)
 	log := cfg.Log.logger(env.Stderr)
 	applyProcs(env, cfg.Procs, log)
 	reg := metrics.NewRegistry()
-	a, closeIAM, err := newAgent(ctx, cfg, log, reg)
+	exit, err := newLifecycle(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	a, closeIAM, err := newAgent(ctx, cfg, exit, log, reg)
 	if err != nil {
 		return err
 	}
@@ -136,9 +175,13 @@ IAM identity, for exits that check it (see 'fluidity token').`)
 	if adminLn != nil {
 		log.Info("admin listening", "addr", adminLn.Addr().String(), "pprof", cfg.AdminPprof)
 	}
-	return serveWithAdmin(ctx, adminLn, agentAdmin(a, reg, cfg.AdminPprof, log), func(ctx context.Context) error {
+	err = serveWithAdmin(ctx, adminLn, agentAdmin(a, reg, cfg.AdminPprof, log), func(ctx context.Context) error {
 		return a.Serve(ctx, ln)
 	})
+	if exit != nil {
+		exit.Close(cfg.StopOnExit)
+	}
+	return err
 }
 
 // agentAdmin is the admin configuration of an agent: its metrics, its
@@ -154,10 +197,10 @@ func agentAdmin(a *agent.Agent, reg *prometheus.Registry, pprof bool, log *slog.
 }
 
 // newAgent builds an agent from a validated configuration, with its
-// metrics registered on reg. With IAM on it starts the token source, which
-// the returned func closes once Serve has returned; ctx bounds the
-// credential check.
-func newAgent(ctx context.Context, cfg agentConfig, log *slog.Logger, reg prometheus.Registerer) (a *agent.Agent, closeIAM func(), err error) {
+// metrics registered on reg; exit is its exit on demand, nil for a static
+// one. With IAM on it starts the token source, which the returned func
+// closes once Serve has returned; ctx bounds the credential check.
+func newAgent(ctx context.Context, cfg agentConfig, exit *onDemand, log *slog.Logger, reg prometheus.Registerer) (a *agent.Agent, closeIAM func(), err error) {
 	closeIAM = func() {}
 	cert, key, ca, _ := cfg.files().resolve(pki.ClientCertFile, pki.ClientKeyFile)
 	tlsCfg, err := pki.ClientConfig(cert, key, ca, cfg.ServerName)
@@ -169,6 +212,10 @@ func newAgent(ctx context.Context, cfg agentConfig, log *slog.Logger, reg promet
 		DialTimeout: cfg.DialTimeout,
 		WaitTimeout: cfg.LinkWait,
 	}
+	if exit != nil {
+		// A connection that wakes the exit waits for the whole wake.
+		tcfg.WaitTimeout = max(cfg.LinkWait, cfg.WakeTimeout+cfg.DialTimeout)
+	}
 	var iam string
 	if src := agentTokens(ctx, cfg.IAM, log); src != nil {
 		tcfg.Header = bearerHeader(src)
@@ -176,8 +223,14 @@ func newAgent(ctx context.Context, cfg agentConfig, log *slog.Logger, reg promet
 		iam = cfg.IAM.describe()
 	}
 	m := metrics.NewAgent(reg, func() metrics.AgentSnapshot { return a.Snapshot() })
+	var lc *lifecycle.Exit
+	if exit != nil {
+		lc = exit.Exit
+	}
 	a, err = agent.New(agent.Config{
 		Exit:            cfg.Server,
+		Lifecycle:       lc,
+		WakeOnStart:     cfg.WakeOnStart,
 		TLS:             tlsCfg,
 		Tunnel:          tcfg,
 		HeaderTimeout:   cfg.HeaderTimeout,

@@ -39,8 +39,11 @@ func commands() []command {
 		{"agent", "run the local proxy, connected to an exit server", runAgent},
 		{"server", "run the exit server", runServer},
 		{"status", "ask the running agent how its link is", runStatus},
+		{"wake", "wake your exit on AWS and wait until it is ready", runWake},
+		{"stop", "stop your exit on AWS", runStop},
 		{"certs", "create a private CA and certificates (certs init, certs issue-client)", runCerts},
 		{"token", "print a fresh IAM token for an exit that checks AWS identities", runToken},
+		{"lambda", "the control plane's AWS Lambda function (run as its bootstrap)", runLambda},
 		{"version", "print the version", runVersion},
 	}
 }

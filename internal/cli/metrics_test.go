@@ -178,7 +178,7 @@ func TestMetricsStatusAndReadinessOfALivePair(t *testing.T) {
 	}
 	agentReg := metrics.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, closeIAM, err := newAgent(ctx, acfg, slog.New(slog.DiscardHandler), agentReg)
+	a, closeIAM, err := newAgent(ctx, acfg, nil, slog.New(slog.DiscardHandler), agentReg)
 	if err != nil {
 		t.Fatal(err)
 	}

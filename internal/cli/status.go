@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fluidity/internal/agent"
+	"fluidity/internal/lifecycle"
 )
 
 // statusTimeout bounds the question to the agent.
@@ -107,6 +108,9 @@ func printReport(w io.Writer, r agent.Report, now time.Time) {
 		exit += fmt.Sprintf(", round trip %s", humanRTT(time.Duration(r.RTTSeconds*float64(time.Second))))
 	}
 	line("Exit", "%s", exit)
+	if lc := r.Lifecycle; lc != nil {
+		printLifecycle(line, *lc, now)
+	}
 	id := r.Identity
 	if id == "" {
 		id = "(unknown)"
@@ -127,6 +131,35 @@ func printReport(w io.Writer, r agent.Report, now time.Time) {
 	line("Reconnects", "%d", r.Reconnects)
 	if r.LastError != "" {
 		line("Last error", "%s", r.LastError)
+	}
+}
+
+// printLifecycle writes the exit on demand's lines of a status report.
+func printLifecycle(line func(k, format string, a ...any), lc lifecycle.Status, now time.Time) {
+	state := string(lc.State)
+	switch lc.State {
+	case lifecycle.StateWaking:
+		state = fmt.Sprintf("waking for %s", humanDuration(now.Sub(lc.Since)))
+		if lc.TaskStatus != "" {
+			state += " (task " + lc.TaskStatus + ")"
+		}
+	case lifecycle.StateReady:
+		state = fmt.Sprintf("running for %s", humanDuration(now.Sub(lc.Since)))
+		if lc.LastWake > 0 {
+			state += fmt.Sprintf(", woke in %s", humanDuration(lc.LastWake))
+		}
+	case lifecycle.StateAsleep:
+		state = "asleep; the next connection wakes it"
+	}
+	line("On demand", "%s", state)
+	if lc.Task != "" {
+		line("Task", "%s", lc.Task)
+	}
+	if lc.Reason != "" {
+		line("Why asleep", "%s", lc.Reason)
+	}
+	if u := lc.Usage; u != nil {
+		line("This month", "%.1f exit hours in %d tasks, about $%.2f at list price (compute and address)", u.Hours, u.Tasks, u.CostUSD)
 	}
 }
 

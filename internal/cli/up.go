@@ -97,7 +97,7 @@ first run. It shows the whole path working; for a real exit elsewhere, see
 		exitLn.Close()
 		return err
 	}
-	a, closeAgentIAM, err := newAgent(ctx, acfg, log.With("side", "agent"), reg)
+	a, closeAgentIAM, err := newAgent(ctx, acfg, nil, log.With("side", "agent"), reg)
 	if err != nil {
 		exitLn.Close()
 		return err

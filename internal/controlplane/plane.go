@@ -107,36 +107,43 @@ type Plane struct {
 
 // New checks cfg and returns a Plane. Its errors name the setting at fault.
 func New(cfg Config) (*Plane, error) {
+	allow, err := cfg.check()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ECS == nil || cfg.EC2 == nil {
+		return nil, errors.New("controlplane: ECS and EC2 clients are required")
+	}
+	return &Plane{cfg: cfg, allow: allow, log: cfg.Logger}, nil
+}
+
+// Validate checks the settings, all but the clients, as New does.
+func (cfg Config) Validate() error {
+	_, err := cfg.check()
+	return err
+}
+
+// check validates the settings and fills in the defaults.
+func (cfg *Config) check() (principal.Allowlist, error) {
 	switch {
 	case cfg.Cluster == "":
-		return nil, errors.New("cluster: required: the ECS cluster the exit tasks run in")
+		return principal.Allowlist{}, errors.New("cluster: required: the ECS cluster the exit tasks run in")
 	case cfg.TaskDefinition == "":
-		return nil, errors.New("task_definition: required: the exit's task definition (family or ARN)")
+		return principal.Allowlist{}, errors.New("task_definition: required: the exit's task definition (family or ARN)")
 	case len(cfg.Subnets) == 0:
-		return nil, errors.New("subnets: required: the public subnets exit tasks may be placed in")
+		return principal.Allowlist{}, errors.New("subnets: required: the public subnets exit tasks may be placed in")
 	case len(cfg.Allow) == 0:
-		return nil, errors.New("allow: empty, so no one could wake an exit; list the accounts, roles or users that may (the same syntax as the exit's iam.allow)")
-	case cfg.ECS == nil || cfg.EC2 == nil:
-		return nil, errors.New("controlplane: ECS and EC2 clients are required")
+		return principal.Allowlist{}, errors.New("allow: empty, so no one could wake an exit; list the accounts, roles or users that may (the same syntax as the exit's iam.allow)")
 	}
 	allow, err := principal.ParseAllowlist(cfg.Allow)
 	if err != nil {
-		return nil, fmt.Errorf("allow: %w", err)
+		return principal.Allowlist{}, fmt.Errorf("allow: %w", err)
 	}
 	if cfg.ExitPort == 0 {
 		cfg.ExitPort = 8443
 	}
 	if cfg.ExitPort < 1 || cfg.ExitPort > 65535 {
-		return nil, fmt.Errorf("exit_port: %d is not a port", cfg.ExitPort)
-	}
-	def := func(d *time.Duration, v time.Duration, key string) error {
-		if *d == 0 {
-			*d = v
-		}
-		if *d < 0 {
-			return fmt.Errorf("%s: must not be negative", key)
-		}
-		return nil
+		return principal.Allowlist{}, fmt.Errorf("exit_port: %d is not a port", cfg.ExitPort)
 	}
 	for _, d := range []struct {
 		p   *time.Duration
@@ -145,8 +152,11 @@ func New(cfg Config) (*Plane, error) {
 	}{{&cfg.LeaseGrace, 3 * time.Minute, "lease_grace"}, {&cfg.LeaseSlack, time.Minute, "lease_slack"},
 		{&cfg.StartTimeout, 10 * time.Minute, "start_timeout"}, {&cfg.MaxLifetime, 12 * time.Hour, "max_lifetime"},
 		{&cfg.PollInterval, 500 * time.Millisecond, "poll_interval"}} {
-		if err := def(d.p, d.v, d.key); err != nil {
-			return nil, err
+		if *d.p == 0 {
+			*d.p = d.v
+		}
+		if *d.p < 0 {
+			return principal.Allowlist{}, fmt.Errorf("%s: must not be negative", d.key)
 		}
 	}
 	if cfg.Now == nil {
@@ -155,7 +165,7 @@ func New(cfg Config) (*Plane, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Plane{cfg: cfg, allow: allow, log: cfg.Logger}, nil
+	return allow, nil
 }
 
 // owner is a caller's canonical principal and the key its tasks carry.

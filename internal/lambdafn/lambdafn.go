@@ -13,9 +13,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
 	"fluidity/internal/controlapi"
 	"fluidity/internal/controlplane"
@@ -181,4 +186,29 @@ func decodeBody(req *events.LambdaFunctionURLRequest, v any) error {
 		return controlapi.Errorf(http.StatusBadRequest, controlapi.CodeBadRequest, "the body is not the JSON expected: %v", err)
 	}
 	return nil
+}
+
+// Run serves invocations from the Lambda Runtime API with a control plane
+// built from cfg and the function's AWS credentials (its execution role),
+// until the process is stopped. cfg needs no ECS or EC2 clients: Run makes
+// them. It returns only on an error; outside Lambda (no
+// AWS_LAMBDA_RUNTIME_API) it says so.
+func Run(ctx context.Context, cfg controlplane.Config, log *slog.Logger) error {
+	if os.Getenv("AWS_LAMBDA_RUNTIME_API") == "" {
+		return errors.New("not running in AWS Lambda (AWS_LAMBDA_RUNTIME_API is not set): this command is the control plane's function, which 'fluidity aws deploy' installs")
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("aws configuration: %w", err)
+	}
+	cfg.ECS = ecs.NewFromConfig(awsCfg)
+	cfg.EC2 = ec2.NewFromConfig(awsCfg)
+	cfg.Logger = log
+	plane, err := controlplane.New(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("control plane ready", "cluster", cfg.Cluster, "task_definition", cfg.TaskDefinition, "allow", len(cfg.Allow))
+	lambda.StartWithOptions(&Handler{Plane: plane, Logger: log}, lambda.WithContext(ctx))
+	return errors.New("the Lambda runtime loop ended")
 }

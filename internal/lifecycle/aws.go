@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/config"
 
 	"fluidity/internal/controlapi"
 )
@@ -32,15 +33,19 @@ type Backend interface {
 	Kill(ctx context.Context) (controlapi.State, error)
 }
 
-// AWSConfig configures an AWS backend. URL, Region and Credentials are
-// required.
+// AWSConfig configures an AWS backend. URL is required.
 type AWSConfig struct {
 	// URL is the control plane's function URL,
 	// https://ID.lambda-url.REGION.on.aws/.
 	URL string
-	// Region is the function's region, which requests are signed for.
+	// Region is the function's region, which requests are signed for. If
+	// empty, the region in URL's host name is used, else the AWS
+	// configuration's (AWS_REGION, the profile).
 	Region string
-	// Credentials are the agent's AWS credentials (the standard chain).
+	// Profile is the shared-configuration profile whose credentials sign
+	// the requests. If empty, AWS_PROFILE or the default profile is used.
+	Profile string
+	// Credentials, if set, are used instead of the standard chain.
 	Credentials aws.CredentialsProvider
 	// Client sends the requests. If nil, a client with a 60s timeout is
 	// used.
@@ -54,17 +59,43 @@ type AWS struct {
 	signer *v4.Signer
 }
 
-// NewAWS checks cfg and returns the backend.
-func NewAWS(cfg AWSConfig) (*AWS, error) {
+// NewAWS checks cfg, loads the AWS configuration unless Credentials are
+// given, and returns the backend. It fails, saying how to fix it, when
+// there are no usable credentials or no region; ctx bounds the check.
+func NewAWS(ctx context.Context, cfg AWSConfig) (*AWS, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" {
 		return nil, fmt.Errorf("control_url: %q is not the control plane's function URL (https://ID.lambda-url.REGION.on.aws/, printed by 'fluidity aws deploy')", cfg.URL)
 	}
 	if cfg.Region == "" {
-		return nil, errors.New("aws region: unknown; pass --aws-region or set AWS_REGION (the control plane's region)")
+		cfg.Region = urlRegion(u.Hostname())
 	}
 	if cfg.Credentials == nil {
-		return nil, errors.New("aws credentials: none; set AWS_PROFILE or pass --aws-profile")
+		var opts []func(*config.LoadOptions) error
+		if cfg.Profile != "" {
+			opts = append(opts, config.WithSharedConfigProfile(cfg.Profile))
+		}
+		awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("aws configuration: %w; check the profile name (--aws-profile) in ~/.aws/config", err)
+		}
+		if cfg.Region == "" {
+			cfg.Region = awsCfg.Region
+		}
+		cfg.Credentials = awsCfg.Credentials
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("aws region: unknown; pass --aws-region or set AWS_REGION (the control plane's region)")
+	}
+	fix := "set AWS_PROFILE or pass --aws-profile, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+	if cfg.Profile != "" {
+		fix = "run: aws sso login --profile " + cfg.Profile + " (for SSO profiles), or check the profile's credentials"
+	}
+	if cfg.Credentials == nil {
+		return nil, errors.New("aws credentials: none configured; " + fix)
+	}
+	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
+		return nil, fmt.Errorf("aws credentials: %w; %s", err, fix)
 	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 60 * time.Second}
@@ -156,6 +187,16 @@ func (a *AWS) call(ctx context.Context, method, path string, q url.Values, body 
 		e.Message = fmt.Sprintf("the control plane answered %s: %s", resp.Status, clip(data))
 	}
 	return controlapi.State{}, e
+}
+
+// urlRegion is the region in a function URL's host name,
+// ID.lambda-url.REGION.on.aws, or "".
+func urlRegion(host string) string {
+	parts := strings.Split(host, ".")
+	if len(parts) == 5 && parts[1] == "lambda-url" && parts[3] == "on" && parts[4] == "aws" {
+		return parts[2]
+	}
+	return ""
 }
 
 // clip shortens an answer for a message.

@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"path/filepath"
+	"time"
+
+	"fluidity/internal/lifecycle"
+)
+
+// onDemand is an agent's exit on demand: the lifecycle that finds and
+// wakes it, its backend, and the record of its hours.
+type onDemand struct {
+	*lifecycle.Exit
+	backend lifecycle.Backend
+	usage   *lifecycle.Usage
+	log     *slog.Logger
+}
+
+// newLifecycle builds the exit on demand of a validated agent
+// configuration, or returns nil for a static exit. ctx bounds the
+// credential check.
+func newLifecycle(ctx context.Context, cfg agentConfig, log *slog.Logger) (*onDemand, error) {
+	if cfg.Lifecycle != lifecycleAWS {
+		return nil, nil
+	}
+	backend, err := controlBackend(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	stateDir := cfg.StateDir
+	if stateDir == "" {
+		stateDir = defaultStateDir()
+	}
+	usage, err := lifecycle.OpenUsage(filepath.Join(stateDir, "usage.json"), log)
+	if err != nil {
+		return nil, err
+	}
+	exit, err := lifecycle.New(lifecycle.Config{Backend: backend, WakeTimeout: cfg.WakeTimeout, Usage: usage, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return &onDemand{Exit: exit, backend: backend, usage: usage, log: log}, nil
+}
+
+// controlBackend is the control plane's client for a validated agent
+// configuration with lifecycle aws, signing with the agent's AWS identity
+// (the iam section's profile and region).
+func controlBackend(ctx context.Context, cfg agentConfig) (*lifecycle.AWS, error) {
+	ctx, cancel := context.WithTimeout(ctx, sourceTimeout)
+	defer cancel()
+	return lifecycle.NewAWS(ctx, lifecycle.AWSConfig{URL: cfg.ControlURL, Region: cfg.IAM.Region, Profile: cfg.IAM.Profile})
+}
+
+// Close records the hours so far and, with stop, stops the exit.
+func (d *onDemand) Close(stop bool) {
+	defer d.usage.Flush()
+	if !stop {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := d.backend.Kill(ctx)
+	if err != nil {
+		d.log.Warn("stopping the exit failed; it stops itself once idle", "err", err)
+		return
+	}
+	d.log.Info("exit stopped (stop_on_exit)", "task", st.Task, "state", st.State)
+	d.usage.Observe(st)
+}
+
+// controlConfig is the configuration of 'fluidity wake' and 'fluidity
+// stop': the agent's, so they read the same file and flags, of which they
+// use the control plane's keys.
+type controlConfig struct {
+	agentConfig `yaml:",inline"`
+}
+
+func (c *controlConfig) Validate() error {
+	if c.ControlURL == "" {
+		return errors.New("control_url: required: the control plane's function URL, printed by 'fluidity aws deploy' (--control-url, or the agent's --config file)")
+	}
+	if c.WakeTimeout <= 0 {
+		return errors.New("wake_timeout: must be positive (example: 3m)")
+	}
+	return c.Log.validate()
+}
+
+func runWake(ctx context.Context, env Env, args []string) error {
+	cfg := controlConfig{defaultAgentConfig()}
+	fs := newFlagSet(env, "wake", "wake --control-url URL [--aws-profile NAME] (or --config agent.yaml)", `
+Wake your exit on AWS by hand and wait until it is ready (at most
+--wake-timeout), printing progress; then print its address. The agent
+does this by itself at the first connection; this is for checking a
+deployment, or for waking the exit ahead of use. It reads the agent's
+configuration (--config) for the control plane's URL and AWS profile.
+A wake that times out stops the task it started.`)
+	if _, err := parse(env, fs, &cfg, args); err != nil {
+		return err
+	}
+	log := cfg.Log.logger(env.Stderr)
+	d, err := newLifecycle(ctx, withAWS(cfg.agentConfig), log)
+	if err != nil {
+		return err
+	}
+	defer d.Close(false)
+	fmt.Fprintln(env.Stderr, "Waking the exit (a Fargate task takes 30-90 s to start)…")
+	addr, err := d.Wake(ctx)
+	if err != nil {
+		return err
+	}
+	st := d.Status()
+	fmt.Fprintf(env.Stdout, "Exit ready at %s (task %s, woken in %s).\n", addr, shortTask(st.Task), st.LastWake.Round(time.Second))
+	return nil
+}
+
+func runStop(ctx context.Context, env Env, args []string) error {
+	cfg := controlConfig{defaultAgentConfig()}
+	fs := newFlagSet(env, "stop", "stop --control-url URL [--aws-profile NAME] (or --config agent.yaml)", `
+Stop your exit on AWS now, and print how it ended. Only your own task is
+stopped (the one your AWS identity owns). An agent that is running goes to
+sleep, and wakes a new exit at its next connection.`)
+	if _, err := parse(env, fs, &cfg, args); err != nil {
+		return err
+	}
+	log := cfg.Log.logger(env.Stderr)
+	d, err := newLifecycle(ctx, withAWS(cfg.agentConfig), log)
+	if err != nil {
+		return err
+	}
+	defer d.usage.Flush()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	st, err := d.backend.Kill(ctx)
+	if err != nil {
+		return err
+	}
+	d.usage.Observe(st)
+	if st.Task == "" {
+		fmt.Fprintf(env.Stdout, "No exit was running (%s).\n", st.Reason)
+		return nil
+	}
+	fmt.Fprintf(env.Stdout, "Exit stopped (task %s): %s.\n", shortTask(st.Task), st.Reason)
+	return nil
+}
+
+// withAWS is cfg with the aws lifecycle, whatever the file says.
+func withAWS(cfg agentConfig) agentConfig {
+	cfg.Lifecycle = lifecycleAWS
+	return cfg
+}
+
+// shortTask is the ID at the end of a task ARN.
+func shortTask(arn string) string { return arn[strings.LastIndex(arn, "/")+1:] }
