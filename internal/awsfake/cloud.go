@@ -58,7 +58,9 @@ type Cloud struct {
 	vpcID  string           // immutable after NewCloud
 
 	closeOnce sync.Once
-	closed    chan struct{} // closed by Close
+	closed    chan struct{}   // closed by Close
+	life      context.Context // immutable after NewCloud; canceled by Close, to end Invoke calls
+	endLife   context.CancelFunc
 
 	// wg counts the goroutines that launch, stop and watch containers.
 	// Add is called only with mu held and shut false.
@@ -198,6 +200,7 @@ func NewCloud(tb testing.TB, cfg CloudConfig) *Cloud {
 		secrets:    map[string]*secret{},
 		faults:     map[string]*fault{},
 	}
+	c.life, c.endLife = context.WithCancel(context.Background())
 	c.srv = httptest.NewServer(http.HandlerFunc(c.serveHTTP))
 	c.fnSrv = httptest.NewServer(http.HandlerFunc(c.serveFunctionURL))
 	c.URL = c.srv.URL
@@ -217,6 +220,7 @@ func (c *Cloud) Close() {
 func (c *Cloud) close() {
 	defer c.client.CloseIdleConnections()
 	close(c.closed)
+	c.endLife()
 	c.srv.Close()
 	c.fnSrv.Close()
 
@@ -464,8 +468,10 @@ func (c *Cloud) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		rep = reply{status: http.StatusNotFound}
 	}
-	call.Status, call.Body = rep.status, body
-	c.record(call)
+	if call.Op != "" {
+		call.Status, call.Body = rep.status, body
+		c.record(call)
+	}
 	write(w, rep)
 }
 

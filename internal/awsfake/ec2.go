@@ -67,16 +67,46 @@ type ec2NetworkItem struct {
 	InterfaceType      string             `xml:"interfaceType"`
 }
 
+// ec2Filters are the DescribeNetworkInterfaces filters the fake knows,
+// with the value of an ENI each one matches.
+var ec2Filters = map[string]func(t *task) string{
+	"network-interface-id":         func(t *task) string { return t.ENI },
+	"subnet-id":                    func(t *task) string { return t.subnet },
+	"private-ip-address":           func(t *task) string { return t.PrivateIP },
+	"addresses.private-ip-address": func(t *task) string { return t.PrivateIP },
+	"association.public-ip":        func(t *task) string { return t.PublicIP },
+	"status":                       func(*task) string { return "in-use" },
+	"requester-managed":            func(*task) string { return "true" },
+	"interface-type":               func(*task) string { return "interface" },
+	"attachment.status":            func(*task) string { return "attached" },
+}
+
+// listN returns the values of an ec2query list: prefix.1, prefix.2…
+func listN(form url.Values, prefix string) []string {
+	var out []string
+	for i := 1; form.Has(prefix + "." + strconv.Itoa(i)); i++ {
+		out = append(out, form.Get(prefix+"."+strconv.Itoa(i)))
+	}
+	return out
+}
+
 // ec2DescribeNetworkInterfaces answers for the ENIs of tasks between
-// PENDING and STOPPED, by NetworkInterfaceId.N, or all of them.
+// PENDING and STOPPED, by NetworkInterfaceId.N, or all of them, narrowed
+// by the filters it knows; every answer fits in one page.
 func (c *Cloud) ec2DescribeNetworkInterfaces(form url.Values) (any, *apiError) {
-	var ids []string
-	for i := 1; ; i++ {
-		id := form.Get("NetworkInterfaceId." + strconv.Itoa(i))
-		if id == "" {
-			break
+	ids := listN(form, "NetworkInterfaceId")
+	type filter struct {
+		value  func(*task) string
+		values []string
+	}
+	var filters []filter
+	for i := 1; form.Has("Filter." + strconv.Itoa(i) + ".Name"); i++ {
+		name := form.Get("Filter." + strconv.Itoa(i) + ".Name")
+		value := ec2Filters[name]
+		if value == nil {
+			return nil, errorf(400, "InvalidParameterValue", "The filter '%s' is invalid", name)
 		}
-		ids = append(ids, id)
+		filters = append(filters, filter{value, listN(form, "Filter."+strconv.Itoa(i)+".Value")})
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -101,7 +131,13 @@ func (c *Cloud) ec2DescribeNetworkInterfaces(form url.Values) (any, *apiError) {
 		}
 	}
 	out := ec2DescribeNetworkInterfacesResponse{Xmlns: ec2Namespace, RequestID: newUUID(), Interfaces: []ec2NetworkItem{}}
+next:
 	for _, t := range found {
+		for _, f := range filters {
+			if !slices.Contains(f.values, f.value(t)) {
+				continue next
+			}
+		}
 		out.Interfaces = append(out.Interfaces, c.ec2InterfaceLocked(t))
 	}
 	return out, nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
@@ -269,9 +270,26 @@ func TestTaskRunsWithoutLaunch(t *testing.T) {
 	if aws.ToString(d.CapacityProviderName) != "FARGATE_SPOT" || d.LaunchType != ecstypes.LaunchTypeFargate {
 		t.Errorf("capacity provider %q launch type %q", aws.ToString(d.CapacityProviderName), d.LaunchType)
 	}
-	nis, err := ec2.NewFromConfig(c.Config(wakeKey)).DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{task.ENI}})
+	ec2C := ec2.NewFromConfig(c.Config(wakeKey))
+	nis, err := ec2C.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{NetworkInterfaceIds: []string{task.ENI}})
 	if err != nil || aws.ToString(nis.NetworkInterfaces[0].Association.PublicIp) != task.PublicIP {
 		t.Errorf("DescribeNetworkInterfaces = %+v, %v", nis, err)
+	}
+	filtered := func(name, value string) ([]ec2types.NetworkInterface, error) {
+		out, err := ec2C.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{Filters: []ec2types.Filter{{Name: aws.String(name), Values: []string{value}}}})
+		if err != nil {
+			return nil, err
+		}
+		return out.NetworkInterfaces, nil
+	}
+	if nis, err := filtered("private-ip-address", task.PrivateIP); err != nil || len(nis) != 1 || aws.ToString(nis[0].NetworkInterfaceId) != task.ENI {
+		t.Errorf("by private IP: %+v, %v", nis, err)
+	}
+	if nis, err := filtered("private-ip-address", "10.9.9.9"); err != nil || len(nis) != 0 {
+		t.Errorf("by another private IP: %+v, %v", nis, err)
+	}
+	if _, err := filtered("tag:fluidity", "x"); apiCode(err) != "InvalidParameterValue" {
+		t.Errorf("an unknown filter: %v; want InvalidParameterValue", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package awsfake
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -125,7 +126,12 @@ func (c *Cloud) invokeURL(call *Call, r *http.Request, body []byte) reply {
 	if err != nil {
 		return urlBadGateway()
 	}
-	payload, err := c.cfg.Invoke(r.Context(), event)
+	// The invocation ends with the request or with the Cloud, so that
+	// Close does not wait for a function that waits for a poller.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(c.life, cancel)()
+	payload, err := c.cfg.Invoke(ctx, event)
 	if err != nil {
 		return urlBadGateway()
 	}

@@ -260,3 +260,36 @@ func TestFunctionURLRefusals(t *testing.T) {
 		}
 	})
 }
+
+func TestCloseEndsAnInvocationInProgress(t *testing.T) {
+	status := make(chan int, 1)
+	t.Run("invoke", func(t *testing.T) {
+		entered := make(chan struct{})
+		c := newCloud(t, awsfake.CloudConfig{Invoke: func(ctx context.Context, _ []byte) ([]byte, error) {
+			close(entered)
+			<-ctx.Done() // a function that never answers
+			return nil, ctx.Err()
+		}})
+		req := urlRequest(t, http.MethodPost, c.FunctionURL+"wake", "application/json", []byte("{}"), userKey, userSecret, "lambda", c.Region)
+		go func() {
+			client := &http.Client{Transport: &http.Transport{}}
+			defer client.CloseIdleConnections()
+			resp, err := client.Do(req)
+			if err != nil {
+				status <- 0
+				return
+			}
+			resp.Body.Close()
+			status <- resp.StatusCode
+		}()
+		<-entered
+	}) // its cleanup closes the Cloud
+	select {
+	case s := <-status:
+		if s != http.StatusBadGateway {
+			t.Errorf("the pending request got %d; want 502", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end the invocation")
+	}
+}
