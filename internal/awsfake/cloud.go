@@ -32,6 +32,17 @@ const (
 	// be from the server's clock at AWS.
 	signatureMaxSkew = 5 * time.Minute
 
+	// responseLatency delays each API answer, as a network round trip
+	// would. It also keeps clear of a race between aws-sdk-go-v2 and
+	// net/http that only a server as quick as loopback makes likely: the
+	// SDK closes a request's body as soon as the response arrives; if the
+	// transport has not yet checked that body for bytes past its
+	// Content-Length, the check fails (smithy-go's closed body answers
+	// WriteTo with io.EOF) and the transport closes the connection under
+	// a response body longer than its read buffer. Config's client avoids
+	// the race altogether; this is for child processes' SDK clients.
+	responseLatency = time.Millisecond
+
 	ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
 	ec2Version   = "2016-11-15"
 )
@@ -183,7 +194,7 @@ func NewCloud(tb testing.TB, cfg CloudConfig) *Cloud {
 		Account:    cfg.Account,
 		tb:         tb,
 		cfg:        cfg,
-		client:     &http.Client{Transport: &http.Transport{}},
+		client:     &http.Client{Transport: sdkTransport{&http.Transport{}}},
 		urlID:      randomString("abcdefghijklmnopqrstuvwxyz0123456789", 32),
 		vpcID:      "vpc-" + randomHex(17),
 		closed:     make(chan struct{}),
@@ -338,6 +349,22 @@ func (c *Cloud) Config(accessKeyID string) aws.Config {
 	}
 }
 
+// sdkTransport sends the SDK's requests with bodies that hide WriterTo, so
+// that net/http checks a body for extra bytes with Read, which a body the
+// SDK closed answers with a clean io.EOF; see responseLatency.
+type sdkTransport struct{ base *http.Transport }
+
+func (t sdkTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		r := *req
+		r.Body = struct{ io.ReadCloser }{req.Body}
+		req = &r
+	}
+	return t.base.RoundTrip(req)
+}
+
+func (t sdkTransport) CloseIdleConnections() { t.base.CloseIdleConnections() }
+
 // FailNext makes the next times calls of op ("ecs:RunTask",
 // "ec2:DescribeNetworkInterfaces", "ssm:GetParameter",
 // "lambda:InvokeFunctionUrl"…) answer e once their signature is verified.
@@ -472,6 +499,7 @@ func (c *Cloud) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		call.Status, call.Body = rep.status, body
 		c.record(call)
 	}
+	time.Sleep(responseLatency)
 	write(w, rep)
 }
 
