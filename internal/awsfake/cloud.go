@@ -33,15 +33,18 @@ const (
 	signatureMaxSkew = 5 * time.Minute
 
 	// responseLatency delays each API answer, as a network round trip
-	// would. It also keeps clear of a race between aws-sdk-go-v2 and
-	// net/http that only a server as quick as loopback makes likely: the
-	// SDK closes a request's body as soon as the response arrives; if the
-	// transport has not yet checked that body for bytes past its
-	// Content-Length, the check fails (smithy-go's closed body answers
-	// WriteTo with io.EOF) and the transport closes the connection under
-	// a response body longer than its read buffer. Config's client avoids
-	// the race altogether; this is for child processes' SDK clients.
-	responseLatency = time.Millisecond
+	// would. Answers longer than largeResponse wait largeResponseLatency,
+	// to keep clear of a race between aws-sdk-go-v2 and net/http that only
+	// a server as quick as loopback makes likely: the SDK closes a
+	// request's body as soon as the response arrives; if the transport
+	// has not yet checked that body for bytes past its Content-Length,
+	// the check fails (smithy-go's closed body answers WriteTo with
+	// io.EOF) and the transport closes the connection, failing the read
+	// of a response longer than its 4 KB read buffer. Config's client
+	// avoids the race altogether; the wait is for child processes' clients.
+	responseLatency      = time.Millisecond
+	largeResponse        = 3 << 10
+	largeResponseLatency = 10 * time.Millisecond
 
 	ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
 	ec2Version   = "2016-11-15"
@@ -499,7 +502,11 @@ func (c *Cloud) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		call.Status, call.Body = rep.status, body
 		c.record(call)
 	}
-	time.Sleep(responseLatency)
+	if len(rep.body) > largeResponse {
+		time.Sleep(largeResponseLatency)
+	} else {
+		time.Sleep(responseLatency)
+	}
 	write(w, rep)
 }
 

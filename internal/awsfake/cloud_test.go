@@ -347,7 +347,7 @@ func TestLargeResponsesReachTheSDKsDefaultClient(t *testing.T) {
 	cfg := c.Config(wakeKey)
 	cfg.HTTPClient = awshttp.NewBuildableClient()
 	ecsC := ecs.NewFromConfig(cfg)
-	for i := range 300 {
+	for i := range 100 {
 		in := runInput("alice")
 		in.Count = aws.Int32(10) // about 15 KB of response
 		if _, err := ecsC.RunTask(ctx, in); err != nil {
