@@ -72,9 +72,8 @@ type Cloud struct {
 	vpcID  string           // immutable after NewCloud
 
 	closeOnce sync.Once
-	closed    chan struct{}   // closed by Close
-	life      context.Context // immutable after NewCloud; canceled by Close, to end Invoke calls
-	endLife   context.CancelFunc
+	life      context.Context    // immutable after NewCloud; canceled by Close, releasing WaitTasks, watchers and Invoke calls
+	endLife   context.CancelFunc // immutable after NewCloud
 
 	// wg counts the goroutines that launch, stop and watch containers.
 	// Add is called only with mu held and shut false.
@@ -124,16 +123,18 @@ type CloudConfig struct {
 	StopTimeout time.Duration
 
 	// Launch, if set, starts a task's container as the task leaves
-	// PENDING (tests start a real server process here). The task is
-	// RUNNING once Launch returns without error; an error stops the task
-	// (stopCode TaskFailedToStart, stoppedReason
+	// PENDING (tests start a real server process here). It is called on
+	// a goroutine of its own, without locks held, and must return: Close
+	// waits for it. The task is RUNNING once Launch returns without error;
+	// an error stops the task (stopCode TaskFailedToStart, stoppedReason
 	// "CannotStartContainerError: <err>").
 	Launch func(t Task) (Container, error)
 
 	// Invoke handles the function URL's invocations: the payload is the
 	// JSON of an events.LambdaFunctionURLRequest (aws-lambda-go), the
 	// result the function's response payload. An error is a function
-	// error. If nil, the function URL answers 502.
+	// error. ctx ends with the request or when the Cloud closes.
+	// RuntimeAPI.Invoke fits. If nil, the function URL answers 502.
 	Invoke func(ctx context.Context, payload []byte) ([]byte, error)
 }
 
@@ -200,7 +201,6 @@ func NewCloud(tb testing.TB, cfg CloudConfig) *Cloud {
 		client:     &http.Client{Transport: sdkTransport{&http.Transport{}}},
 		urlID:      randomString("abcdefghijklmnopqrstuvwxyz0123456789", 32),
 		vpcID:      "vpc-" + randomHex(17),
-		closed:     make(chan struct{}),
 		changed:    make(chan struct{}),
 		identities: map[string]identity{},
 		clusters:   map[string]bool{},
@@ -233,7 +233,6 @@ func (c *Cloud) Close() {
 
 func (c *Cloud) close() {
 	defer c.client.CloseIdleConnections()
-	close(c.closed)
 	c.endLife()
 	c.srv.Close()
 	c.fnSrv.Close()
@@ -653,7 +652,7 @@ func (c *Cloud) WaitTasks(ctx context.Context, cond func([]Task) bool) ([]Task, 
 		case <-ch:
 		case <-ctx.Done():
 			return ts, fmt.Errorf("awsfake: wait for tasks: %w", ctx.Err())
-		case <-c.closed:
+		case <-c.life.Done():
 			return ts, errors.New("awsfake: wait for tasks: cloud closed")
 		}
 	}

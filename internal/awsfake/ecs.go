@@ -434,8 +434,12 @@ func (c *Cloud) ecsRunTask(id identity, body []byte) (any, *apiError) {
 
 	var params string
 	if in.ClientToken != "" {
+		// The parameters compared are the request's, as ECS resolves them.
 		p := in
 		p.ClientToken = ""
+		p.Cluster = cluster
+		p.TaskDefinition = c.taskDefinitionARN(family, rev)
+		p.Count = &count
 		b, _ := json.Marshal(p)
 		params = string(b)
 		if prev := c.tokens[in.ClientToken]; prev != nil {

@@ -331,6 +331,17 @@ func TestRunTaskClientToken(t *testing.T) {
 			t.Fatalf("err = %v; want ConflictException with the task's ARN", err)
 		}
 	})
+	t.Run("a repeat naming the same things otherwise is the same request", func(t *testing.T) {
+		in := runInput("alice")
+		in.ClientToken = aws.String("wake-alice-1")
+		in.Cluster = aws.String("arn:aws:ecs:us-east-1:111122223333:cluster/fluidity")
+		in.TaskDefinition = aws.String("fluidity-exit:3")
+		in.Count = aws.Int32(1)
+		out, err := ecsC.RunTask(ctx, in)
+		if err != nil || len(out.Tasks) != 1 || aws.ToString(out.Tasks[0].TaskArn) != c.Tasks()[0].ARN {
+			t.Fatalf("RunTask = %+v, %v; want the first task", out, err)
+		}
+	})
 	t.Run("calls without a token each start a task", func(t *testing.T) {
 		// The SDK fills in a fresh token for each call.
 		for range 2 {

@@ -98,6 +98,8 @@ func TestFunctionURLEvent(t *testing.T) {
 	req := urlRequest(t, http.MethodPost, c.FunctionURL+"wake?user=alice&v=1&v=2", "application/json", body, userKey, userSecret, "lambda", c.Region)
 	req.Header.Set("Cookie", "session=abc; theme=dark")
 	req.Header.Set("User-Agent", "fluidity-agent/1.0")
+	req.Header.Add("X-Fluidity-Hop", "agent")
+	req.Header.Add("X-Fluidity-Hop", "relay")
 	if resp, got := send(t, req); resp.StatusCode != 202 {
 		t.Fatalf("status %d %s; want 202", resp.StatusCode, got)
 	}
@@ -114,7 +116,7 @@ func TestFunctionURLEvent(t *testing.T) {
 	if len(ev.Cookies) != 2 || ev.Cookies[0] != "session=abc" || ev.Cookies[1] != "theme=dark" || ev.Headers["cookie"] != "" {
 		t.Errorf("cookies %v, cookie header %q", ev.Cookies, ev.Headers["cookie"])
 	}
-	if ev.Headers["content-type"] != "application/json" || ev.Headers["user-agent"] != "fluidity-agent/1.0" || ev.Headers["authorization"] == "" || ev.Headers["x-forwarded-proto"] != "https" {
+	if ev.Headers["content-type"] != "application/json" || ev.Headers["user-agent"] != "fluidity-agent/1.0" || ev.Headers["authorization"] == "" || ev.Headers["x-forwarded-proto"] != "https" || ev.Headers["x-fluidity-hop"] != "agent,relay" {
 		t.Errorf("headers = %v", ev.Headers)
 	}
 	rc := ev.RequestContext

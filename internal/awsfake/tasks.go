@@ -314,7 +314,7 @@ func (c *Cloud) watchContainer(t *task, exited <-chan struct{}) {
 	select {
 	case <-exited:
 		c.containerExited(t)
-	case <-c.closed:
+	case <-c.life.Done():
 	}
 }
 
