@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -299,5 +301,56 @@ func TestFunctionURLThroughRuntimeAPI(t *testing.T) {
 	resp, body := send(t, urlRequest(t, http.MethodPost, c.FunctionURL+"wake", "application/json", []byte("{}"), userKey, userSecret, "lambda", c.Region))
 	if resp.StatusCode != 200 || body != "woke" {
 		t.Errorf("got %d %q; want 200 woke", resp.StatusCode, body)
+	}
+}
+
+// TestRealBootstrap runs aws-lambda-go processes against the RuntimeAPI:
+// each takes invocations in turn, and closing the API ends them.
+func TestRealBootstrap(t *testing.T) {
+	goBin, err := exec.LookPath("go") // go test puts GOROOT/bin first on PATH
+	if err != nil {
+		t.Skip("no go command to build the bootstrap")
+	}
+	bin := filepath.Join(t.TempDir(), "bootstrap")
+	build := exec.Command(goBin, "build", "-o", bin, "./testdata/bootstrap")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	var procs []*exec.Cmd
+	exited := make(chan error, 2)
+	t.Run("invocations reach the processes", func(t *testing.T) {
+		r := awsfake.NewRuntimeAPI(t, awsfake.RuntimeConfig{})
+		for range 2 {
+			cmd := exec.Command(bin)
+			cmd.Env = []string{"AWS_LAMBDA_RUNTIME_API=" + r.Addr, "AWS_LAMBDA_FUNCTION_NAME=fluidity"}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			procs = append(procs, cmd)
+			go func() { exited <- cmd.Wait() }()
+		}
+		waitPollers(t, r, 2)
+		ctx := ctxT(t)
+		out, err := r.Invoke(ctx, []byte(`{"version":"2.0","rawPath":"/wake"}`))
+		if err != nil || !strings.Contains(string(out), `"body":"hello /wake"`) || !strings.Contains(string(out), `"statusCode":200`) {
+			t.Errorf("Invoke = %s, %v", out, err)
+		}
+		_, err = r.Invoke(ctx, []byte(`{"version":"2.0","rawPath":"/fail"}`))
+		var fe *awsfake.FunctionError
+		if !errors.As(err, &fe) || fe.Message != "asked to fail" || fe.Type != "errorString" {
+			t.Errorf("Invoke err = %v; want the function's error", err)
+		}
+		waitPollers(t, r, 2) // both processes poll again
+	}) // its cleanup closes the API
+	for range procs {
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			for _, p := range procs {
+				p.Process.Kill()
+			}
+			t.Fatal("a bootstrap did not exit when the runtime API closed")
+		}
 	}
 }
