@@ -683,8 +683,7 @@ func (c *Cloud) ecsListTasks(_ identity, body []byte) (any, *apiError) {
 		desired = statusRunning
 	case statusRunning, statusStopped:
 	case statusPending:
-		// ECS accepts PENDING and answers as for RUNNING.
-		desired = statusRunning
+		// ECS accepts PENDING but never sets a desired status to it.
 	default:
 		return nil, invalidParameter("desiredStatus must be RUNNING, PENDING or STOPPED.")
 	}

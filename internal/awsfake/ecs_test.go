@@ -429,6 +429,9 @@ func TestListTasks(t *testing.T) {
 		if _, arns := list(ecs.ListTasksInput{Family: aws.String(taskFamily)}); len(arns) != 108 {
 			t.Errorf("family has %d running tasks; want 108", len(arns))
 		}
+		if _, arns := list(ecs.ListTasksInput{DesiredStatus: ecstypes.DesiredStatusPending}); len(arns) != 0 {
+			t.Errorf("desired PENDING has %d tasks; want 0, as ECS never sets it", len(arns))
+		}
 		if _, arns := list(ecs.ListTasksInput{Family: aws.String("other")}); len(arns) != 0 {
 			t.Errorf("another family has %d tasks; want 0", len(arns))
 		}

@@ -41,17 +41,24 @@ type Container struct {
 
 // Task is a snapshot of one task.
 type Task struct {
-	ARN, ID, Cluster, TaskDefinition, StartedBy, ClientToken string
-	LastStatus, DesiredStatus                                string
-	Tags                                                     map[string]string
-	CreatedAt, StartedAt, StoppingAt, StoppedAt              time.Time
-	StopCode, StoppedReason                                  string
-	ENI, PrivateIP, PublicIP                                 string
-	Subnets, SecurityGroups                                  []string
-	AssignPublicIP                                           bool
-	Env                                                      map[string]string // the container's environment overrides from RunTask
-	MetadataURI                                              string            // the value of ECS_CONTAINER_METADATA_URI_V4 for the task's container
-	Caller                                                   string            // ARN of the identity that called RunTask
+	ARN, ID                   string
+	Cluster, TaskDefinition   string // ARNs
+	StartedBy, ClientToken    string
+	LastStatus, DesiredStatus string
+	Tags                      map[string]string
+	// CreatedAt is set by RunTask, StartedAt once RUNNING, StoppingAt when
+	// the desired status becomes STOPPED, StoppedAt once STOPPED.
+	CreatedAt, StartedAt, StoppingAt, StoppedAt time.Time
+	StopCode, StoppedReason                     string
+	// ENI and PrivateIP are chosen by RunTask (ECS reports them once the
+	// ENI is attached, as the task becomes PENDING); PublicIP is set once
+	// the ENI has one.
+	ENI, PrivateIP, PublicIP string
+	Subnets, SecurityGroups  []string
+	AssignPublicIP           bool
+	Env                      map[string]string // the container's environment overrides from RunTask
+	MetadataURI              string            // the value of ECS_CONTAINER_METADATA_URI_V4 for the task's container
+	Caller                   string            // ARN of the identity that called RunTask
 }
 
 func (t Task) clone() Task {
