@@ -1,11 +1,7 @@
 package awsfake
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -13,25 +9,17 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
 const (
 	stsNamespace  = "https://sts.amazonaws.com/doc/2011-06-15/"
-	amzDateFormat = "20060102T150405Z"
 	presignMaxAge = 15 * time.Minute
 	maxBody       = 1 << 20
 )
-
-// emptySHA256 is the payload hash of a bodiless presigned GET.
-var emptySHA256 = hex.EncodeToString(func() []byte { h := sha256.Sum256(nil); return h[:] }())
 
 // STS is a running fake STS server.
 type STS struct {
@@ -316,7 +304,7 @@ func (s *STS) answer(w http.ResponseWriter, r *http.Request, f Fault, body []byt
 		writeError(w, http.StatusMethodNotAllowed, "Sender", "InvalidAction", "Unsupported method.", reqID)
 		return
 	}
-	id, status, code, msg := s.authenticate(r, body, params)
+	id, status, code, msg := s.authenticate(r, body)
 	if status != 0 {
 		writeError(w, status, "Sender", code, msg, reqID)
 		return
@@ -351,174 +339,36 @@ func (s *STS) answer(w http.ResponseWriter, r *http.Request, f Fault, body []byt
 // authenticate checks the request's SigV4 signature, presigned or in the
 // Authorization header. It returns a zero status on success, and otherwise
 // the status, error code and message STS would send.
-func (s *STS) authenticate(r *http.Request, body []byte, params url.Values) (identity, int, string, string) {
-	q := r.URL.Query()
-	var (
-		cred, date, signed, sig string
-		presigned               bool
-	)
-	switch {
-	case q.Has("X-Amz-Signature"):
-		presigned = true
-		if q.Get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256" {
-			return identity{}, http.StatusBadRequest, "IncompleteSignature", "Unsupported or missing X-Amz-Algorithm."
-		}
-		cred, date, signed, sig = q.Get("X-Amz-Credential"), q.Get("X-Amz-Date"), q.Get("X-Amz-SignedHeaders"), q.Get("X-Amz-Signature")
-	case r.Header.Get("Authorization") != "":
-		var ok bool
-		cred, signed, sig, ok = parseAuthorization(r.Header.Get("Authorization"))
-		if !ok {
-			return identity{}, http.StatusBadRequest, "IncompleteSignature", "Authorization header is malformed."
-		}
-		date = r.Header.Get("X-Amz-Date")
-	default:
-		return identity{}, http.StatusForbidden, "MissingAuthenticationToken", "Request is missing Authentication Token"
-	}
-
-	scope := strings.Split(cred, "/")
-	if len(scope) != 5 || scope[4] != "aws4_request" {
-		return identity{}, http.StatusBadRequest, "IncompleteSignature", "Credential is malformed."
-	}
-	akid, region, service := scope[0], scope[2], scope[3]
-	if service != "sts" {
-		return identity{}, http.StatusForbidden, "SignatureDoesNotMatch", "Credential should be scoped to correct service: 'sts'."
-	}
+func (s *STS) authenticate(r *http.Request, body []byte) (identity, int, string, string) {
 	s.mu.Lock()
-	id, known := s.identities[akid]
 	required := slices.Clone(s.required)
 	s.mu.Unlock()
-	if !known {
+	var id identity
+	res := verifySigV4(r, body, sigRules{
+		service:  "sts",
+		maxSkew:  presignMaxAge,
+		now:      s.now(),
+		required: required,
+		secret: func(akid string) (string, bool) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			found, ok := s.identities[akid]
+			id = found
+			return found.secret, ok
+		},
+	})
+	switch res.failure {
+	case sigMissing:
+		return identity{}, http.StatusForbidden, "MissingAuthenticationToken", "Request is missing Authentication Token"
+	case sigMalformed:
+		return identity{}, http.StatusBadRequest, "IncompleteSignature", res.message
+	case sigUnknownKey:
 		return identity{}, http.StatusForbidden, "InvalidClientTokenId", "The security token included in the request is invalid."
-	}
-	t, err := time.Parse(amzDateFormat, date)
-	if err != nil || scope[1] != t.Format("20060102") {
-		return identity{}, http.StatusForbidden, "SignatureDoesNotMatch", "Date in Credential scope does not match the request date."
-	}
-	now := s.now().UTC()
-	if now.After(t.Add(presignMaxAge)) {
-		return identity{}, http.StatusForbidden, "SignatureDoesNotMatch",
-			fmt.Sprintf("Signature expired: %s is now earlier than %s (%s - 15 min.)", date, now.Add(-presignMaxAge).Format(amzDateFormat), now.Format(amzDateFormat))
-	}
-	if t.After(now.Add(presignMaxAge)) {
-		return identity{}, http.StatusForbidden, "SignatureDoesNotMatch", "Signature not yet current."
-	}
-
-	headers := strings.Split(signed, ";")
-	for _, h := range required {
-		if !slices.Contains(headers, h) {
-			return identity{}, http.StatusForbidden, "SignatureDoesNotMatch", "The request signature does not cover the " + h + " header."
-		}
-	}
-	creds := aws.Credentials{AccessKeyID: akid, SecretAccessKey: id.secret}
-	var want, problem string
-	if presigned {
-		want, problem = presignSignature(r, q, headers, creds, region, service, t)
-	} else {
-		want, problem = headerSignature(r, body, headers, creds, region, service, t)
-	}
-	if problem != "" {
-		return identity{}, http.StatusForbidden, "SignatureDoesNotMatch", problem
-	}
-	if !hmac.Equal([]byte(want), []byte(sig)) {
-		return identity{}, http.StatusForbidden, "SignatureDoesNotMatch",
-			"The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method."
+	case sigMismatch:
+		return identity{}, http.StatusForbidden, "SignatureDoesNotMatch", res.message
 	}
 	return id, 0, "", ""
 }
-
-// copySigned adds to req the request's values of the signed headers other
-// than host, failing if one is missing.
-func copySigned(req, r *http.Request, headers []string) (problem string) {
-	for _, h := range headers {
-		switch h {
-		case "host", "content-length":
-			continue
-		}
-		vs := r.Header.Values(h)
-		if len(vs) == 0 {
-			return "Signed header " + h + " is missing from the request."
-		}
-		req.Header[http.CanonicalHeaderKey(h)] = vs
-	}
-	return ""
-}
-
-func presignSignature(r *http.Request, q url.Values, headers []string, creds aws.Credentials, region, service string, t time.Time) (sig, problem string) {
-	rest := url.Values{}
-	for k, vs := range q {
-		switch k {
-		case "X-Amz-Signature", "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-SignedHeaders":
-		default:
-			rest[k] = vs
-		}
-	}
-	req, err := http.NewRequest(r.Method, "https://"+r.Host+r.URL.EscapedPath()+"?"+rest.Encode(), nil)
-	if err != nil {
-		return "", err.Error()
-	}
-	req.Host = r.Host
-	if p := copySigned(req, r, headers); p != "" {
-		return "", p
-	}
-	signedURL, _, err := v4.NewSigner().PresignHTTP(context.Background(), creds, req, emptySHA256, service, region, t)
-	if err != nil {
-		return "", err.Error()
-	}
-	u, err := url.Parse(signedURL)
-	if err != nil {
-		return "", err.Error()
-	}
-	if u.Query().Get("X-Amz-SignedHeaders") != strings.Join(headers, ";") {
-		return "", "SignedHeaders " + signed(headers) + " are not the request's signable headers."
-	}
-	return u.Query().Get("X-Amz-Signature"), ""
-}
-
-func headerSignature(r *http.Request, body []byte, headers []string, creds aws.Credentials, region, service string, t time.Time) (sig, problem string) {
-	req, err := http.NewRequest(r.Method, "https://"+r.Host+r.URL.RequestURI(), bytes.NewReader(body))
-	if err != nil {
-		return "", err.Error()
-	}
-	req.Host = r.Host
-	req.ContentLength = 0
-	if slices.Contains(headers, "content-length") {
-		req.ContentLength = int64(len(body))
-	}
-	if p := copySigned(req, r, headers); p != "" {
-		return "", p
-	}
-	sum := sha256.Sum256(body)
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), service, region, t); err != nil {
-		return "", err.Error()
-	}
-	_, got, sig, _ := parseAuthorization(req.Header.Get("Authorization"))
-	if got != strings.Join(headers, ";") {
-		return "", "SignedHeaders " + signed(headers) + " are not the request's signable headers."
-	}
-	return sig, ""
-}
-
-// parseAuthorization splits "AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…".
-func parseAuthorization(v string) (cred, signed, sig string, ok bool) {
-	rest, found := strings.CutPrefix(v, "AWS4-HMAC-SHA256 ")
-	if !found {
-		return "", "", "", false
-	}
-	for _, part := range strings.Split(rest, ",") {
-		k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
-		switch k {
-		case "Credential":
-			cred = val
-		case "SignedHeaders":
-			signed = val
-		case "Signature":
-			sig = val
-		}
-	}
-	return cred, signed, sig, cred != "" && signed != "" && sig != ""
-}
-
-func signed(headers []string) string { return strconv.Quote(strings.Join(headers, ";")) }
 
 func identityXML(id identity, reqID string) string {
 	return `<GetCallerIdentityResponse xmlns="` + stsNamespace + `">` +
