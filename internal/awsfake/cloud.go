@@ -22,6 +22,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"fluidity/internal/awsconfig"
 )
 
 const (
@@ -31,20 +33,6 @@ const (
 	// signatureMaxSkew is how far a header-signed request's X-Amz-Date may
 	// be from the server's clock at AWS.
 	signatureMaxSkew = 5 * time.Minute
-
-	// responseLatency delays each API answer, as a network round trip
-	// would. Answers longer than largeResponse wait largeResponseLatency,
-	// to keep clear of a race between aws-sdk-go-v2 and net/http that only
-	// a server as quick as loopback makes likely: the SDK closes a
-	// request's body as soon as the response arrives; if the transport
-	// has not yet checked that body for bytes past its Content-Length,
-	// the check fails (smithy-go's closed body answers WriteTo with
-	// io.EOF) and the transport closes the connection, failing the read
-	// of a response longer than its 4 KB read buffer. Config's client
-	// avoids the race altogether; the wait is for child processes' clients.
-	responseLatency      = time.Millisecond
-	largeResponse        = 3 << 10
-	largeResponseLatency = 10 * time.Millisecond
 
 	ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
 	ec2Version   = "2016-11-15"
@@ -63,13 +51,13 @@ type Cloud struct {
 	// Region and Account are CloudConfig's, defaults filled in.
 	Region, Account string
 
-	tb     testing.TB       // immutable after NewCloud
-	cfg    CloudConfig      // immutable after NewCloud; defaults filled in
-	srv    *httptest.Server // immutable after NewCloud
-	fnSrv  *httptest.Server // immutable after NewCloud
-	client *http.Client     // immutable after NewCloud; Config's, its idle connections closed by Close
-	urlID  string           // immutable after NewCloud; the function URL's ID
-	vpcID  string           // immutable after NewCloud
+	tb     testing.TB        // immutable after NewCloud
+	cfg    CloudConfig       // immutable after NewCloud; defaults filled in
+	srv    *httptest.Server  // immutable after NewCloud
+	fnSrv  *httptest.Server  // immutable after NewCloud
+	client *awsconfig.Client // immutable after NewCloud; Config's, its idle connections closed by Close
+	urlID  string            // immutable after NewCloud; the function URL's ID
+	vpcID  string            // immutable after NewCloud
 
 	closeOnce sync.Once
 	life      context.Context    // immutable after NewCloud; canceled by Close, releasing WaitTasks, watchers and Invoke calls
@@ -198,7 +186,7 @@ func NewCloud(tb testing.TB, cfg CloudConfig) *Cloud {
 		Account:    cfg.Account,
 		tb:         tb,
 		cfg:        cfg,
-		client:     &http.Client{Transport: sdkTransport{&http.Transport{}}},
+		client:     awsconfig.HTTPClient(),
 		urlID:      randomString("abcdefghijklmnopqrstuvwxyz0123456789", 32),
 		vpcID:      "vpc-" + randomHex(17),
 		changed:    make(chan struct{}),
@@ -351,22 +339,6 @@ func (c *Cloud) Config(accessKeyID string) aws.Config {
 	}
 }
 
-// sdkTransport sends the SDK's requests with bodies that hide WriterTo, so
-// that net/http checks a body for extra bytes with Read, which a body the
-// SDK closed answers with a clean io.EOF; see responseLatency.
-type sdkTransport struct{ base *http.Transport }
-
-func (t sdkTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil && req.Body != http.NoBody {
-		r := *req
-		r.Body = struct{ io.ReadCloser }{req.Body}
-		req = &r
-	}
-	return t.base.RoundTrip(req)
-}
-
-func (t sdkTransport) CloseIdleConnections() { t.base.CloseIdleConnections() }
-
 // FailNext makes the next times calls of op ("ecs:RunTask",
 // "ec2:DescribeNetworkInterfaces", "ssm:GetParameter",
 // "lambda:InvokeFunctionUrl"…) answer e once their signature is verified.
@@ -500,11 +472,6 @@ func (c *Cloud) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if call.Op != "" {
 		call.Status, call.Body = rep.status, body
 		c.record(call)
-	}
-	if len(rep.body) > largeResponse {
-		time.Sleep(largeResponseLatency)
-	} else {
-		time.Sleep(responseLatency)
 	}
 	write(w, rep)
 }

@@ -14,10 +14,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -333,25 +333,6 @@ func TestEnvPointsTheSDKAtTheCloud(t *testing.T) {
 	for _, op := range []string{"ecs:RunTask", "ec2:DescribeNetworkInterfaces", "ssm:GetParameter", "secretsmanager:GetSecretValue"} {
 		if n := c.CallCount(op); n != 1 {
 			t.Errorf("%s reached the Cloud %d times; want 1", op, n)
-		}
-	}
-}
-
-// TestLargeResponsesReachTheSDKsDefaultClient reads responses longer than
-// the transport's read buffer with the client a child process builds,
-// which a too quick answer would race (see responseLatency).
-func TestLargeResponsesReachTheSDKsDefaultClient(t *testing.T) {
-	c := newCloud(t, awsfake.CloudConfig{})
-	c.SetHold(true)
-	ctx := ctxT(t)
-	cfg := c.Config(wakeKey)
-	cfg.HTTPClient = awshttp.NewBuildableClient()
-	ecsC := ecs.NewFromConfig(cfg)
-	for i := range 100 {
-		in := runInput("alice")
-		in.Count = aws.Int32(10) // about 15 KB of response
-		if _, err := ecsC.RunTask(ctx, in); err != nil {
-			t.Fatalf("call %d: %v", i, err)
 		}
 	}
 }

@@ -12,10 +12,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"fluidity/internal/awsconfig"
 	"fluidity/internal/iamauth"
 )
 
@@ -123,17 +123,9 @@ func New(ctx context.Context, cfg Config) (*Source, error) {
 	if cfg.AWS != nil {
 		awsCfg = cfg.AWS.Copy()
 	} else {
-		var opts []func(*config.LoadOptions) error
-		if cfg.Profile != "" {
-			opts = append(opts, config.WithSharedConfigProfile(cfg.Profile))
-		}
 		var err error
-		awsCfg, err = config.LoadDefaultConfig(ctx, opts...)
-		if err != nil {
-			if cfg.Profile != "" {
-				return nil, fmt.Errorf("iam: load aws profile %q: %w; check the name in ~/.aws/config or pass another --aws-profile", cfg.Profile, err)
-			}
-			return nil, fmt.Errorf("iam: load aws configuration: %w", err)
+		if awsCfg, err = awsconfig.Load(ctx, cfg.Profile); err != nil {
+			return nil, fmt.Errorf("iam: %w", err)
 		}
 	}
 	if cfg.Region != "" {

@@ -18,10 +18,10 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 
+	"fluidity/internal/awsconfig"
 	"fluidity/internal/controlapi"
 	"fluidity/internal/controlplane"
 )
@@ -197,9 +197,9 @@ func Run(ctx context.Context, cfg controlplane.Config, log *slog.Logger) error {
 	if os.Getenv("AWS_LAMBDA_RUNTIME_API") == "" {
 		return errors.New("not running in AWS Lambda (AWS_LAMBDA_RUNTIME_API is not set): this command is the control plane's function, which 'fluidity aws deploy' installs")
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx)
+	awsCfg, err := awsconfig.Load(ctx, "")
 	if err != nil {
-		return fmt.Errorf("aws configuration: %w", err)
+		return err
 	}
 	cfg.ECS = ecs.NewFromConfig(awsCfg)
 	cfg.EC2 = ec2.NewFromConfig(awsCfg)

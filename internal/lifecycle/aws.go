@@ -16,8 +16,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/config"
 
+	"fluidity/internal/awsconfig"
 	"fluidity/internal/controlapi"
 )
 
@@ -71,13 +71,9 @@ func NewAWS(ctx context.Context, cfg AWSConfig) (*AWS, error) {
 		cfg.Region = urlRegion(u.Hostname())
 	}
 	if cfg.Credentials == nil {
-		var opts []func(*config.LoadOptions) error
-		if cfg.Profile != "" {
-			opts = append(opts, config.WithSharedConfigProfile(cfg.Profile))
-		}
-		awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+		awsCfg, err := awsconfig.Load(ctx, cfg.Profile)
 		if err != nil {
-			return nil, fmt.Errorf("aws configuration: %w; check the profile name (--aws-profile) in ~/.aws/config", err)
+			return nil, err
 		}
 		if cfg.Region == "" {
 			cfg.Region = awsCfg.Region
