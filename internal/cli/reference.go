@@ -24,10 +24,11 @@ func WriteReference(w io.Writer) {
 		cfg         any
 	}{
 		{"server", "fluidity server", ptr(defaultServerConfig())},
-		{"agent", "fluidity agent", ptr(defaultAgentConfig())},
+		{"agent", "fluidity agent (also read by fluidity wake and fluidity stop)", ptr(defaultAgentConfig())},
 		{"up", "fluidity up", ptr(defaultUpConfig())},
 		{"certs init", "fluidity certs init", &certsInitConfig{ClientName: "fluidity-client"}},
 		{"certs issue-client", "fluidity certs issue-client", &issueClientConfig{}},
+		{"lambda", "fluidity lambda (the control plane's function, configured by its environment)", ptr(defaultLambdaConfig())},
 	}
 	for _, s := range sections {
 		fs := flag.NewFlagSet(s.name, flag.ContinueOnError)
