@@ -21,6 +21,7 @@ type lambdaConfig struct {
 	ExitPort       int           `yaml:"exit_port" help:"the port the exit listens on"`
 	Allow          []string      `yaml:"allow" help:"who may wake, query and stop an exit: account IDs, role ARNs, user ARNs (as the exit's iam.allow)"`
 	LeaseGrace     time.Duration `yaml:"lease_grace" help:"the sweep stops a running task that has not renewed its lease this long after it started"`
+	LeaseSlack     time.Duration `yaml:"lease_slack" help:"the sweep stops a task this long after its lease ran out (the exit stops itself at the lease; this is the backstop)"`
 	StartTimeout   time.Duration `yaml:"start_timeout" help:"the sweep stops a task that is not running this long after it was started"`
 	MaxLifetime    time.Duration `yaml:"max_lifetime" help:"the sweep stops any task older than this, whatever its lease"`
 	Log            logConfig     `yaml:"log"`
@@ -30,6 +31,7 @@ func defaultLambdaConfig() lambdaConfig {
 	return lambdaConfig{
 		ExitPort:     8443,
 		LeaseGrace:   3 * time.Minute,
+		LeaseSlack:   time.Minute,
 		StartTimeout: 10 * time.Minute,
 		MaxLifetime:  12 * time.Hour,
 		Log:          logConfig{Level: "info", Format: "json"},
@@ -40,7 +42,7 @@ func (c *lambdaConfig) plane() controlplane.Config {
 	return controlplane.Config{
 		Cluster: c.Cluster, TaskDefinition: c.TaskDefinition, Subnets: c.Subnets, SecurityGroups: c.SecurityGroups,
 		Spot: c.Spot, ExitPort: c.ExitPort, Allow: c.Allow,
-		LeaseGrace: c.LeaseGrace, StartTimeout: c.StartTimeout, MaxLifetime: c.MaxLifetime,
+		LeaseGrace: c.LeaseGrace, LeaseSlack: c.LeaseSlack, StartTimeout: c.StartTimeout, MaxLifetime: c.MaxLifetime,
 	}
 }
 
