@@ -118,6 +118,13 @@ type CloudConfig struct {
 	// "CannotStartContainerError: <err>").
 	Launch func(t Task) (Container, error)
 
+	// Clock, if set, is the time the Cloud reports for what happens to
+	// tasks (created, started, stopped), so a test can move it ahead
+	// together with the clock of the code under test. Timers that move
+	// tasks along and signature dates use the real time. If nil, time.Now
+	// is used.
+	Clock func() time.Time
+
 	// Invoke handles the function URL's invocations: the payload is the
 	// JSON of an events.LambdaFunctionURLRequest (aws-lambda-go), the
 	// result the function's response payload. An error is a function
@@ -209,6 +216,14 @@ func NewCloud(tb testing.TB, cfg CloudConfig) *Cloud {
 	c.FunctionURL = c.fnSrv.URL + "/"
 	tb.Cleanup(c.Close)
 	return c
+}
+
+// now is the time the Cloud reports for tasks.
+func (c *Cloud) now() time.Time {
+	if c.cfg.Clock != nil {
+		return c.cfg.Clock()
+	}
+	return time.Now()
 }
 
 // Close shuts the servers down, waiting for their requests; stops the

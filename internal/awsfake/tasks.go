@@ -189,7 +189,7 @@ func (c *Cloud) SetHold(hold bool) {
 
 // newTaskLocked creates a PROVISIONING task and starts it on its way.
 func (c *Cloud) newTaskLocked(t *task) {
-	now := time.Now()
+	now := c.now()
 	t.ID = randomHex(32)
 	t.ARN = fmt.Sprintf("arn:aws:ecs:%s:%s:task/%s/%s", c.Region, c.Account, t.clusterName, t.ID)
 	t.LastStatus, t.DesiredStatus = statusProvisioning, statusRunning
@@ -231,7 +231,7 @@ func (c *Cloud) provisioned(t *task) {
 	}
 	t.LastStatus = statusPending
 	t.attachmentStatus = "ATTACHED"
-	t.pullStartedAt = time.Now()
+	t.pullStartedAt = c.now()
 	c.enis[t.ENI] = t
 	if t.AssignPublicIP && c.cfg.Launch == nil {
 		t.PublicIP = c.allocatePublicIPLocked()
@@ -302,7 +302,7 @@ func (c *Cloud) launch(t *task, snap Task) {
 }
 
 func (c *Cloud) runningLocked(t *task, publicIP string) {
-	now := time.Now()
+	now := c.now()
 	t.LastStatus = statusRunning
 	t.StartedAt, t.pullStoppedAt, t.connectivityAt = now, now, now
 	if t.AssignPublicIP {
@@ -337,7 +337,7 @@ func (c *Cloud) containerExited(t *task) {
 	if t.DesiredStatus == statusRunning {
 		t.DesiredStatus = statusStopped
 		t.StopCode, t.StoppedReason = "EssentialContainerExited", "Essential container in task exited"
-		t.StoppingAt = time.Now()
+		t.StoppingAt = c.now()
 	}
 	if t.LastStatus == statusRunning || t.LastStatus == statusStopping {
 		if t.timer != nil {
@@ -352,7 +352,7 @@ func (c *Cloud) containerExited(t *task) {
 func (c *Cloud) failStartLocked(t *task, reason string) {
 	t.DesiredStatus = statusStopped
 	t.StopCode, t.StoppedReason = "TaskFailedToStart", reason
-	t.StoppingAt = time.Now()
+	t.StoppingAt = c.now()
 	c.deprovisionLocked(t)
 }
 
@@ -363,7 +363,7 @@ func (c *Cloud) stopLocked(t *task, code, reason string) {
 	}
 	t.DesiredStatus = statusStopped
 	t.StopCode, t.StoppedReason = code, reason
-	t.StoppingAt = time.Now()
+	t.StoppingAt = c.now()
 	t.held = false
 	if t.timer != nil {
 		t.timer.Stop()
@@ -434,7 +434,7 @@ func (c *Cloud) stopped(t *task) {
 	if c.shut || t.LastStatus != statusDeprovisioning {
 		return
 	}
-	now := time.Now()
+	now := c.now()
 	t.timer = nil
 	t.LastStatus = statusStopped
 	t.StoppedAt, t.executionStoppedAt = now, now

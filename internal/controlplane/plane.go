@@ -87,9 +87,18 @@ type Config struct {
 	// PollInterval is how often a query that waits looks at the task. If
 	// zero, 500ms is used.
 	PollInterval time.Duration
-	// ECS and EC2 are the AWS clients.
+	// DailyLimit, if positive, caps how long each owner's exit may run
+	// per day (UTC): a wake past it is refused, and the sweep stops a task
+	// whose owner has reached it. Each owner's time is kept in an SSM
+	// parameter under LedgerPrefix, which the SSM client must reach.
+	DailyLimit time.Duration
+	// LedgerPrefix is the SSM parameter path of the daily ledgers. If
+	// empty, "/fluidity/usage" is used.
+	LedgerPrefix string
+	// ECS and EC2 are the AWS clients; SSM is needed for DailyLimit only.
 	ECS ECS
 	EC2 EC2
+	SSM SSM
 	// Now is the clock. If nil, time.Now is used.
 	Now func() time.Time
 	// Logger receives a line for every task started or stopped. Nil
@@ -113,6 +122,9 @@ func New(cfg Config) (*Plane, error) {
 	}
 	if cfg.ECS == nil || cfg.EC2 == nil {
 		return nil, errors.New("controlplane: ECS and EC2 clients are required")
+	}
+	if cfg.DailyLimit > 0 && cfg.SSM == nil {
+		return nil, errors.New("controlplane: an SSM client is required for the daily limit")
 	}
 	return &Plane{cfg: cfg, allow: allow, log: cfg.Logger}, nil
 }
@@ -151,13 +163,16 @@ func (cfg *Config) check() (principal.Allowlist, error) {
 		key string
 	}{{&cfg.LeaseGrace, 3 * time.Minute, "lease_grace"}, {&cfg.LeaseSlack, time.Minute, "lease_slack"},
 		{&cfg.StartTimeout, 10 * time.Minute, "start_timeout"}, {&cfg.MaxLifetime, 12 * time.Hour, "max_lifetime"},
-		{&cfg.PollInterval, 500 * time.Millisecond, "poll_interval"}} {
+		{&cfg.PollInterval, 500 * time.Millisecond, "poll_interval"}, {&cfg.DailyLimit, 0, "daily_limit"}} {
 		if *d.p == 0 {
 			*d.p = d.v
 		}
 		if *d.p < 0 {
 			return principal.Allowlist{}, fmt.Errorf("%s: must not be negative", d.key)
 		}
+	}
+	if cfg.LedgerPrefix == "" {
+		cfg.LedgerPrefix = "/fluidity/usage"
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -219,6 +234,9 @@ func (p *Plane) Wake(ctx context.Context, caller, wakeID string) (controlapi.Sta
 		return controlapi.State{}, err
 	}
 	if len(tasks) == 0 {
+		if err := p.checkDailyLimit(ctx, o); err != nil {
+			return controlapi.State{}, err
+		}
 		t, err := p.runTask(ctx, o, wakeID)
 		if err != nil {
 			return controlapi.State{}, err

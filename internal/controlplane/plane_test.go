@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"go.uber.org/goleak"
 
 	"fluidity/internal/awsfake"
@@ -39,21 +40,26 @@ type world struct {
 	cloud *awsfake.Cloud
 	ecs   *ecs.Client
 	plane *Plane
-	now   func() time.Time // the plane's clock; set before calls
 	mu    sync.Mutex
-	skew  time.Duration // how far the plane's clock runs ahead
+	skew  time.Duration // how far the clock of the plane and the fake's tasks runs ahead of the real one
 }
 
 func newWorld(t *testing.T, mod func(*Config)) *world {
 	t.Helper()
-	c := awsfake.NewCloud(t, awsfake.CloudConfig{ProvisionTime: 20 * time.Millisecond, PendingTime: 20 * time.Millisecond})
+	w := &world{}
+	clock := func() time.Time {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return time.Now().Add(w.skew)
+	}
+	c := awsfake.NewCloud(t, awsfake.CloudConfig{ProvisionTime: 20 * time.Millisecond, PendingTime: 20 * time.Millisecond, Clock: clock})
 	c.AddIdentity(lambdaKey, "control-secret", "arn:aws:sts::111122223333:assumed-role/fluidity-control/fluidity")
 	c.AddCluster("fluidity")
 	c.AddTaskDefinition("fluidity-exit:1")
 	c.AddSubnet("subnet-0a")
 	c.AddSecurityGroup("sg-exit")
 	awsCfg := c.Config(lambdaKey)
-	w := &world{cloud: c, ecs: ecs.NewFromConfig(awsCfg)}
+	w.cloud, w.ecs = c, ecs.NewFromConfig(awsCfg)
 	cfg := Config{
 		Cluster:        "fluidity",
 		TaskDefinition: "fluidity-exit",
@@ -63,11 +69,8 @@ func newWorld(t *testing.T, mod func(*Config)) *world {
 		PollInterval:   20 * time.Millisecond,
 		ECS:            w.ecs,
 		EC2:            ec2.NewFromConfig(awsCfg),
-		Now: func() time.Time {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			return time.Now().Add(w.skew)
-		},
+		SSM:            ssm.NewFromConfig(awsCfg),
+		Now:            clock,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -80,7 +83,7 @@ func newWorld(t *testing.T, mod func(*Config)) *world {
 	return w
 }
 
-// advance moves the plane's clock ahead of the fake's.
+// advance moves the clock of the plane and of the fake's tasks ahead.
 func (w *world) advance(d time.Duration) {
 	w.mu.Lock()
 	w.skew += d

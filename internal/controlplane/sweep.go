@@ -27,6 +27,8 @@ type SweepReport struct {
 	Checked   int        `json:"checked"`
 	Stopped   int        `json:"stopped"`
 	Decisions []Decision `json:"decisions"`
+	// LedgerError says what of the daily ledgers could not be kept.
+	LedgerError string `json:"ledger_error,omitempty"`
 }
 
 // Sweep looks at every live task the control plane started and stops
@@ -52,6 +54,15 @@ func (p *Plane) Sweep(ctx context.Context) (SweepReport, error) {
 
 	now := p.cfg.Now()
 	var rep SweepReport
+	var totals map[string]time.Duration
+	if p.cfg.DailyLimit > 0 {
+		if totals, err = p.keepLedgers(ctx, tasks, now); err != nil {
+			// The limit is enforced with what could be read; the stops
+			// below must not wait for a ledger.
+			p.log.Warn("sweep could not keep every daily ledger", "err", err)
+			rep.LedgerError = err.Error()
+		}
+	}
 	seen := map[string]string{} // owner key → the oldest task's ARN
 	for _, t := range tasks {
 		d := Decision{Task: aws.ToString(t.TaskArn), Owner: tagValue(t.Tags, OwnerTag), Status: aws.ToString(t.LastStatus)}
@@ -61,6 +72,9 @@ func (p *Plane) Sweep(ctx context.Context) (SweepReport, error) {
 		} else {
 			seen[key] = d.Task
 			d.Stop, d.Reason = p.judge(t, now)
+			if used, ok := totals[key]; ok && !d.Stop && used >= p.cfg.DailyLimit {
+				d.Stop, d.Reason = true, fmt.Sprintf("its owner's exit has run %v today, the daily limit %v", used.Round(time.Minute), p.cfg.DailyLimit)
+			}
 		}
 		rep.Checked++
 		if d.Stop {

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"fluidity/internal/awsconfig"
 	"fluidity/internal/controlapi"
@@ -203,6 +204,9 @@ func Run(ctx context.Context, cfg controlplane.Config, log *slog.Logger) error {
 	}
 	cfg.ECS = ecs.NewFromConfig(awsCfg)
 	cfg.EC2 = ec2.NewFromConfig(awsCfg)
+	if cfg.DailyLimit > 0 {
+		cfg.SSM = ssm.NewFromConfig(awsCfg)
+	}
 	cfg.Logger = log
 	plane, err := controlplane.New(cfg)
 	if err != nil {
