@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -33,15 +34,21 @@ func ServerConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	return serverConfig(cert, pool), nil
+}
+
+// serverConfig is the exit's TLS configuration around a checked key pair
+// and the pool of CAs client certificates must chain to.
+func serverConfig(cert tls.Certificate, clientCAs *x509.CertPool) *tls.Config {
 	return &tls.Config{
 		MinVersion:             tls.VersionTLS13,
 		Certificates:           []tls.Certificate{cert},
 		NextProtos:             []string{"h2", "http/1.1"},
-		ClientCAs:              pool,
+		ClientCAs:              clientCAs,
 		ClientAuth:             tls.VerifyClientCertIfGiven,
 		VerifyConnection:       requireClientCertificate,
 		SessionTicketsDisabled: true,
-	}, nil
+	}
 }
 
 // requireClientCertificate is the server's VerifyConnection. Any certificate
@@ -101,20 +108,45 @@ func loadKeyPair(role, certFile, keyFile string, usage x509.ExtKeyUsage) (tls.Ce
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if _, err := parseKey(role+" key", keyFile, keyPEM); err != nil {
+	key, err := parseKey(role+" key", keyFile, keyPEM)
+	if err != nil {
 		return tls.Certificate{}, err
 	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("%s key %s does not go with certificate %s: %w", role, keyFile, certFile, err)
+	return checkKeyPair(role, pairSource{
+		cert:      role + " certificate " + certFile,
+		key:       role + " key " + keyFile,
+		leaf:      certFile,
+		wrongKind: "check the path",
+		renew:     fmt.Sprintf("issue a new one (%s --force replaces every file)", initHint(certFile)),
+	}, certs, key, usage)
+}
+
+// pairSource says in errors where a key pair came from and what to do.
+type pairSource struct {
+	cert, key string // name the certificate and the key: "server certificate /d/server.crt", "server key /d/server.key"
+	leaf      string // names the leaf certificate as the subject of a sentence
+	wrongKind string // what to do about a certificate without the usage
+	renew     string // what to do about a certificate that is not current
+}
+
+// checkKeyPair checks a certificate chain (leaf first) and its key for
+// role: the key belongs to the leaf, the leaf is meant for usage and is
+// current. It returns them as a [tls.Certificate].
+func checkKeyPair(role string, src pairSource, chain []*x509.Certificate, key crypto.Signer, usage x509.ExtKeyUsage) (tls.Certificate, error) {
+	leaf := chain[0]
+	if !samePublicKey(leaf.PublicKey, key.Public()) {
+		return tls.Certificate{}, problem(ErrKeyMismatch, "%s does not go with %s (it is the key of another certificate)", src.key, src.cert)
 	}
-	leaf := certs[0]
 	if len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, usage) && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
-		return tls.Certificate{}, fmt.Errorf("%s is not a %s certificate (it lacks the %s usage); check the path", certFile, role, usageName(usage))
+		return tls.Certificate{}, problem(ErrWrongUsage, "%s is not a %s certificate (it lacks the %s usage); %s", src.leaf, role, usageName(usage), src.wrongKind)
 	}
 	if now := time.Now(); now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
-		return tls.Certificate{}, fmt.Errorf("%s certificate %s is valid only from %s to %s; issue a new one (%s --force replaces every file)",
-			role, certFile, leaf.NotBefore.Format(time.RFC3339), leaf.NotAfter.Format(time.RFC3339), initHint(certFile))
+		return tls.Certificate{}, problem(ErrNotCurrent, "%s is valid only from %s to %s; %s",
+			src.cert, leaf.NotBefore.Format(time.RFC3339), leaf.NotAfter.Format(time.RFC3339), src.renew)
+	}
+	pair := tls.Certificate{PrivateKey: key, Leaf: leaf}
+	for _, c := range chain {
+		pair.Certificate = append(pair.Certificate, c.Raw)
 	}
 	return pair, nil
 }

@@ -26,9 +26,31 @@
 // one about a missing file wraps fs.ErrNotExist, one about a file that
 // would be overwritten wraps fs.ErrExist.
 //
+// # Bundle
+//
+// An exit that runs in the cloud reads its certificates from one value (an
+// SSM parameter, a secret) rather than from files: a bundle. [ServerBundle]
+// makes one from an [Init] directory, and [ServerConfigFromBundle] reads
+// one. A bundle is PEM text holding, in any order:
+//
+//   - exactly one CA certificate (basic constraints CA:TRUE): the CA that
+//     client certificates must chain to;
+//   - the server certificate chain: the certificates that are not CAs, the
+//     leaf (with the serverAuth usage) first among them;
+//   - exactly one private key, PKCS #8 ("PRIVATE KEY") or SEC 1 ("EC
+//     PRIVATE KEY"), belonging to the leaf.
+//
+// Text outside the PEM blocks is ignored, as are "EC PARAMETERS" blocks;
+// any other block is an error. A bundle is at most [MaxBundleSize] bytes
+// (4096, an SSM standard-tier parameter); one of ECDSA P-256 keys is about
+// 1.6 KB. ServerBundle writes a comment line, then ca.crt, server.crt and
+// server.key.
+//
 // # TLS
 //
-// [ServerConfig] and [ClientConfig] speak TLS 1.3 only. A server handshake
+// [ServerConfig], [ServerConfigFromBundle] and [ClientConfig] speak TLS 1.3
+// only; the two server configurations are the same for the same
+// certificates. A server handshake
 // that fails can be summarised for logs and metrics with [HandshakeFailure];
 // a client that sent no certificate fails with [ErrNoClientCertificate].
 package pki

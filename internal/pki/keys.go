@@ -16,8 +16,9 @@ import (
 )
 
 const (
-	pemCertificate = "CERTIFICATE"
-	pemPrivateKey  = "PRIVATE KEY"
+	pemCertificate  = "CERTIFICATE"
+	pemPrivateKey   = "PRIVATE KEY"
+	pemECPrivateKey = "EC PRIVATE KEY"
 )
 
 // newKey returns a fresh ECDSA P-256 key and its PEM "PRIVATE KEY" encoding.
@@ -104,25 +105,34 @@ func parseKey(what, file string, data []byte) (crypto.Signer, error) {
 		if block == nil {
 			return nil, fmt.Errorf("%s %s holds no PEM private key; check the path, or %s --force to replace it", what, file, initHint(file))
 		}
-		var key any
-		var err error
-		switch block.Type {
-		case pemPrivateKey:
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		default:
+		if block.Type != pemPrivateKey && block.Type != pemECPrivateKey {
 			continue
 		}
+		signer, err := parseKeyBlock(block)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s is not a valid private key: %w", what, file, err)
 		}
-		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("%s %s holds a %T, which cannot sign", what, file, key)
-		}
 		return signer, nil
 	}
+}
+
+// parseKeyBlock decodes a PRIVATE KEY (PKCS #8) or EC PRIVATE KEY block.
+func parseKeyBlock(block *pem.Block) (crypto.Signer, error) {
+	var key any
+	var err error
+	if block.Type == pemPrivateKey {
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	} else {
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	}
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("a %T cannot sign", key)
+	}
+	return signer, nil
 }
 
 // writeFile writes data to path with exactly mode perm. Without force it

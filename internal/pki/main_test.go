@@ -16,7 +16,7 @@ func TestMain(m *testing.M) {
 }
 
 // initDir runs Init in a new temporary directory and returns it.
-func initDir(t *testing.T, opts InitOptions) string {
+func initDir(t testing.TB, opts InitOptions) string {
 	t.Helper()
 	if opts.Dir == "" {
 		opts.Dir = filepath.Join(t.TempDir(), "certs")
