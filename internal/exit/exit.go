@@ -111,6 +111,7 @@ type Server struct {
 
 	obs Observer // immutable after New; never nil
 
+	start   time.Time      // immutable after New
 	wg      sync.WaitGroup // one per connection goroutine
 	streams atomic.Int64   // open tunnel streams
 	total   atomic.Int64   // streams served
@@ -164,7 +165,8 @@ func New(cfg Config) (*Server, error) {
 	if s.obs == nil {
 		s.obs = nopObserver{}
 	}
-	s.lastAct.Store(time.Now().UnixNano())
+	s.start = time.Now()
+	s.lastAct.Store(s.start.UnixNano())
 	return s, nil
 }
 
@@ -383,9 +385,10 @@ func (s *Server) streamStarted() {
 	s.lastAct.Store(time.Now().UnixNano())
 }
 
+// streamEnded records the time first: see Activity.
 func (s *Server) streamEnded() {
-	s.streams.Add(-1)
 	s.lastAct.Store(time.Now().UnixNano())
+	s.streams.Add(-1)
 }
 
 func (cc *clientConn) dial(ctx context.Context, authority string) (net.Conn, error) {

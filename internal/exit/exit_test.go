@@ -45,6 +45,7 @@ func (s *syncBuffer) String() string {
 }
 
 type fixture struct {
+	srv  *Server
 	addr string
 	dir  string
 	logs *syncBuffer
@@ -85,7 +86,7 @@ func startExit(t *testing.T, strict bool, tweak func(*Config)) *fixture {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	f := &fixture{addr: ln.Addr().String(), dir: dir, logs: logs, echo: echo}
+	f := &fixture{srv: srv, addr: ln.Addr().String(), dir: dir, logs: logs, echo: echo}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
