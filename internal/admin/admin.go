@@ -4,7 +4,8 @@
 //	/metrics        Prometheus metrics (text exposition format)
 //	/healthz        200 while the process is alive
 //	/readyz         200 when the service is ready, else 503 with one line saying why
-//	/status         the service's status as JSON (the agent's is read by 'fluidity status')
+//	/status         the service's status as JSON, which 'fluidity status' reads (the agent's
+//	                link; the exit's streams, idle time and lease)
 //	/debug/pprof/   net/http/pprof, only when Config.Pprof is set
 //
 // It has no authentication: keep it on loopback or a private network.

@@ -23,6 +23,7 @@ import (
 	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -80,10 +81,12 @@ func Parse(uri string) (Location, error) {
 
 // A Store reads bundles from SSM and Secrets Manager with the real SDK.
 type Store struct {
-	// AWS is the SDK configuration: credentials, region and endpoints
-	// (AWS_ENDPOINT_URL_SSM and AWS_ENDPOINT_URL_SECRETS_MANAGER redirect
-	// config.LoadDefaultConfig's).
-	AWS aws.Config
+	// AWS is the SDK configuration: credentials, region and endpoints. If
+	// nil, the SDK's default chain is loaded (config.LoadDefaultConfig: the
+	// environment, shared files, the task role), in which
+	// AWS_ENDPOINT_URL_SSM and AWS_ENDPOINT_URL_SECRETS_MANAGER redirect
+	// the calls.
+	AWS *aws.Config
 	// Timeout bounds one fetch, retries included. If zero,
 	// DefaultTimeout is used.
 	Timeout time.Duration
@@ -105,7 +108,11 @@ func (s *Store) ServerConfig(ctx context.Context, uri string) (*tls.Config, erro
 
 // Fetch returns the value at loc.
 func (s *Store) Fetch(ctx context.Context, loc Location) ([]byte, error) {
-	if s.AWS.Region == "" {
+	cfg, err := s.awsConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: AWS configuration: %w", loc, err)
+	}
+	if cfg.Region == "" {
 		return nil, fmt.Errorf("%s: no AWS region is configured; set AWS_REGION (ECS sets it in every task)", loc)
 	}
 	timeout := s.Timeout
@@ -115,23 +122,29 @@ func (s *Store) Fetch(ctx context.Context, loc Location) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var data []byte
-	var err error
 	switch loc.Scheme {
 	case SSM:
-		data, err = s.fetchParameter(ctx, loc.Name)
+		data, err = fetchParameter(ctx, cfg, loc.Name)
 	case SecretsManager:
-		data, err = s.fetchSecret(ctx, loc.Name)
+		data, err = fetchSecret(ctx, cfg, loc.Name)
 	default:
 		return nil, fmt.Errorf("%s: unknown scheme %q", loc, loc.Scheme)
 	}
 	if err != nil {
-		return nil, s.explain(loc, timeout, err)
+		return nil, explain(loc, cfg.Region, timeout, err)
 	}
 	return data, nil
 }
 
-func (s *Store) fetchParameter(ctx context.Context, name string) ([]byte, error) {
-	out, err := ssm.NewFromConfig(s.AWS).GetParameter(ctx, &ssm.GetParameterInput{
+func (s *Store) awsConfig(ctx context.Context) (aws.Config, error) {
+	if s.AWS != nil {
+		return *s.AWS, nil
+	}
+	return config.LoadDefaultConfig(ctx)
+}
+
+func fetchParameter(ctx context.Context, cfg aws.Config, name string) ([]byte, error) {
+	out, err := ssm.NewFromConfig(cfg).GetParameter(ctx, &ssm.GetParameterInput{
 		Name:           aws.String(name),
 		WithDecryption: aws.Bool(true),
 	})
@@ -144,8 +157,8 @@ func (s *Store) fetchParameter(ctx context.Context, name string) ([]byte, error)
 	return []byte(*out.Parameter.Value), nil
 }
 
-func (s *Store) fetchSecret(ctx context.Context, id string) ([]byte, error) {
-	out, err := secretsmanager.NewFromConfig(s.AWS).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
+func fetchSecret(ctx context.Context, cfg aws.Config, id string) ([]byte, error) {
+	out, err := secretsmanager.NewFromConfig(cfg).GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{
 		SecretId: aws.String(id),
 	})
 	if err != nil {
@@ -161,8 +174,7 @@ func (s *Store) fetchSecret(ctx context.Context, id string) ([]byte, error) {
 }
 
 // explain turns an SDK error into one that says what to do.
-func (s *Store) explain(loc Location, timeout time.Duration, err error) error {
-	region := s.AWS.Region
+func explain(loc Location, region string, timeout time.Duration, err error) error {
 	var (
 		notFoundParam  *ssmtypes.ParameterNotFound
 		notFoundSecret *smtypes.ResourceNotFoundException

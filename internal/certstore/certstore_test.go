@@ -53,7 +53,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{cloud: c, dir: dir, bundle: bundle, store: &certstore.Store{AWS: c.Config(exitKey)}}
+	return &fixture{cloud: c, dir: dir, bundle: bundle, store: &certstore.Store{AWS: ptr(c.Config(exitKey))}}
 }
 
 // checkServesLeaf checks that the store's TLS configuration for uri
@@ -166,7 +166,7 @@ func TestFetchIsBounded(t *testing.T) {
 	cfg := awsfake.NewCloud(t, awsfake.CloudConfig{}).Config(exitKey)
 	cfg.BaseEndpoint = aws.String(srv.URL)
 	cfg.HTTPClient = srv.Client()
-	store := &certstore.Store{AWS: cfg, Timeout: 200 * time.Millisecond}
+	store := &certstore.Store{AWS: &cfg, Timeout: 200 * time.Millisecond}
 	start := time.Now()
 	_, err := store.Fetch(t.Context(), certstore.Location{Scheme: certstore.SSM, Name: "fluidity-exit"})
 	took := time.Since(start)
@@ -179,7 +179,7 @@ func TestFetchIsBounded(t *testing.T) {
 }
 
 func TestNoRegion(t *testing.T) {
-	store := &certstore.Store{}
+	store := &certstore.Store{AWS: &aws.Config{}}
 	_, err := store.Fetch(t.Context(), certstore.Location{Scheme: certstore.SSM, Name: "x"})
 	if err == nil || !strings.Contains(err.Error(), "AWS_REGION") {
 		t.Fatalf("error %v, want one saying to set AWS_REGION", err)
@@ -219,3 +219,5 @@ func TestParse(t *testing.T) {
 		t.Fatal("IsURI cannot tell a URI from a directory")
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -2,15 +2,19 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"fluidity/internal/admin"
+	"fluidity/internal/certstore"
+	"fluidity/internal/ecstask"
 	"fluidity/internal/egress"
 	"fluidity/internal/exit"
 	"fluidity/internal/iamauth"
@@ -56,7 +60,7 @@ type egressConfig struct {
 
 type serverConfig struct {
 	Listen            string          `yaml:"listen" help:"address to accept agents on"`
-	Certs             string          `yaml:"certs" help:"directory with ca.crt, server.crt and server.key (made by 'fluidity certs init')"`
+	Certs             string          `yaml:"certs" help:"directory with ca.crt, server.crt and server.key (made by 'fluidity certs init'), or ssm://NAME (an SSM parameter) or secretsmanager://NAME (a secret) holding them as one bundle"`
 	Cert              string          `yaml:"cert" help:"server certificate file (default: server.crt in --certs)"`
 	Key               string          `yaml:"key" help:"server private key file (default: server.key in --certs)"`
 	CA                string          `yaml:"ca" help:"CA certificate that client certificates must chain to (default: ca.crt in --certs)"`
@@ -76,10 +80,35 @@ type serverConfig struct {
 	Admin             string          `yaml:"admin" help:"admin listener for metrics and health checks, HOST:PORT (empty: off); it has no authentication, so keep it private"`
 	AdminPprof        bool            `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
 	Procs             int             `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
+	ExitWhenIdle      time.Duration   `yaml:"exit_when_idle" help:"stop the exit (status 0) when no stream has been open for this long since the last one closed (0: never; default 5m on ECS, else 0)"`
+	ExitWhenUnused    time.Duration   `yaml:"exit_when_unused" help:"stop the exit when no stream has been opened for this long since it started (0: never; default 2m on ECS, else 0)"`
+	Lease             bool            `yaml:"lease" help:"on ECS, keep the tag fluidity:lease-until on this task at the time the exit would go idle, for the control plane's sweep (default: on when ECS_CONTAINER_METADATA_URI_V4 is set)"`
+	LeaseInterval     time.Duration   `yaml:"lease_interval" help:"how often the lease is renewed (ECS is called only when it has moved)"`
 	IAM               serverIAMConfig `yaml:"iam"`
 	Log               logConfig       `yaml:"log"`
 
-	policy *egress.Policy
+	policy      *egress.Policy
+	metadataURI string      // ECS_CONTAINER_METADATA_URI_V4: set on ECS
+	tls         *tls.Config // loaded from a certificate store, when certs is a URI
+}
+
+// Defaults on ECS, where an exit runs on demand and should stop itself.
+const (
+	ecsExitWhenIdle   = 5 * time.Minute
+	ecsExitWhenUnused = 2 * time.Minute
+)
+
+// onECS applies the defaults of an exit that runs in an ECS task, whose
+// task metadata endpoint is metadataURI (empty elsewhere): it stops when
+// idle and keeps a lease. Flags and the file can still turn either off.
+func (c *serverConfig) onECS(metadataURI string) {
+	c.metadataURI = metadataURI
+	if metadataURI == "" {
+		return
+	}
+	c.ExitWhenIdle = ecsExitWhenIdle
+	c.ExitWhenUnused = ecsExitWhenUnused
+	c.Lease = true
 }
 
 func defaultServerConfig() serverConfig {
@@ -94,6 +123,7 @@ func defaultServerConfig() serverConfig {
 		PingInterval:      30 * time.Second,
 		PingTimeout:       15 * time.Second,
 		ShutdownTimeout:   10 * time.Second,
+		LeaseInterval:     ecstask.DefaultInterval,
 		IAM:               defaultServerIAM(),
 		Procs:             defaultProcs,
 		Log:               defaultLog(),
@@ -104,7 +134,14 @@ func (c *serverConfig) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not host:port (example: :8443)", c.Listen)
 	}
-	if _, _, _, err := c.files().resolve(pki.ServerCertFile, pki.ServerKeyFile); err != nil {
+	if certstore.IsURI(c.Certs) {
+		if _, err := certstore.Parse(c.Certs); err != nil {
+			return fmt.Errorf("certs: %w", err)
+		}
+		if c.Cert != "" || c.Key != "" || c.CA != "" {
+			return fmt.Errorf("cert, key, ca: not with certs %s, whose bundle holds the certificate, the key and the CA; drop --cert, --key and --ca", c.Certs)
+		}
+	} else if _, _, _, err := c.files().resolve(pki.ServerCertFile, pki.ServerKeyFile); err != nil {
 		return err
 	}
 	for _, d := range []struct {
@@ -127,6 +164,17 @@ func (c *serverConfig) Validate() error {
 	}
 	if c.LinkIdleTimeout < 0 || c.StreamIdleTimeout < 0 {
 		return errors.New("link_idle_timeout, stream_idle_timeout: must not be negative (0 turns them off)")
+	}
+	if c.ExitWhenIdle < 0 || c.ExitWhenUnused < 0 {
+		return errors.New("exit_when_idle, exit_when_unused: must not be negative (0 turns them off)")
+	}
+	if c.Lease {
+		if c.metadataURI == "" {
+			return fmt.Errorf("lease: the exit is not on ECS (%s is not set), so it has no task to keep a lease on; drop --lease", ecstask.MetadataEnv)
+		}
+		if c.LeaseInterval <= 0 {
+			return errors.New("lease_interval: must be positive (example: 1m)")
+		}
 	}
 	if err := validateAdmin(c.Admin); err != nil {
 		return err
@@ -152,26 +200,59 @@ func (c *serverConfig) Validate() error {
 
 func (c *serverConfig) files() tlsFiles { return tlsFiles{c.Certs, c.Cert, c.Key, c.CA} }
 
-func runServer(ctx context.Context, env Env, args []string) error {
+// parseServer reads the exit's configuration: the defaults (those of ECS
+// when env says the exit runs there), the file, the environment, args.
+func parseServer(env Env, args []string) (serverConfig, error) {
 	cfg := defaultServerConfig()
-	fs := newFlagSet(env, "server", "server [--listen ADDR] --certs DIR [flags]", `
+	cfg.onECS(lookupEnv(env.Environ, ecstask.MetadataEnv))
+	fs := newFlagSet(env, "server", "server [--listen ADDR] --certs DIR|ssm://NAME|secretsmanager://NAME [flags]", `
 Run the exit server: a standard HTTPS CONNECT proxy (HTTP/2 and HTTP/1.1)
 that requires a client certificate from your private CA and connects to
 targets under the egress policy. By default it refuses loopback, private,
 link-local (including cloud metadata) and unique-local targets.
 With --iam-allow it also checks the AWS IAM identity a stream proves
-(agents with --iam, or 'fluidity token'), through STS.`)
-	if _, err := parse(env, fs, &cfg, args); err != nil {
+(agents with --iam, or 'fluidity token'), through STS.
+On ECS (ECS_CONTAINER_METADATA_URI_V4 set) it stops by itself when idle
+(--exit-when-idle 5m, --exit-when-unused 2m) and keeps a lease on its task.`)
+	_, err := parse(env, fs, &cfg, args)
+	return cfg, err
+}
+
+func runServer(ctx context.Context, env Env, args []string) error {
+	cfg, err := parseServer(env, args)
+	if err != nil {
 		return err
 	}
 	log := cfg.Log.logger(env.Stderr)
 	applyProcs(env, cfg.Procs, log)
+	if certstore.IsURI(cfg.Certs) {
+		if cfg.tls, err = (&certstore.Store{}).ServerConfig(ctx, cfg.Certs); err != nil {
+			return fmt.Errorf("certs: %w", err)
+		}
+		log.Info("certificates loaded", "from", cfg.Certs)
+	}
 	reg := metrics.NewRegistry()
 	srv, closeIAM, err := newExit(cfg, log, metrics.NewExit(reg, 0))
 	if err != nil {
 		return err
 	}
 	defer closeIAM()
+	var lease *ecstask.Lease
+	if cfg.Lease {
+		policy := cfg.leasePolicy()
+		lease, err = ecstask.NewLease(ctx, ecstask.LeaseConfig{
+			MetadataURI: cfg.metadataURI,
+			Until: func(now time.Time) time.Time {
+				at, _ := policy.IdleAt(srv.Activity(), now)
+				return at
+			},
+			Interval: cfg.LeaseInterval,
+			Logger:   log,
+		})
+		if err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -187,23 +268,77 @@ With --iam-allow it also checks the AWS IAM identity a stream proves
 		log.Info("IAM identity checks on", "required", cfg.IAM.Required, "server_id", cfg.IAM.ServerID,
 			"allow", cfg.IAM.Allow, "regions", cfg.IAM.Regions, "sts_endpoint", cfg.IAM.STSEndpoint)
 	}
+	if idle := cfg.idlePolicy(); idle != (exit.IdlePolicy{}) {
+		log.Info("the exit stops when idle", "exit_when_idle", idle.After, "exit_when_unused", idle.Unused)
+	}
 	log.Info("exit server listening", "addr", ln.Addr().String(), "allow_private", cfg.AllowPrivate,
 		"max_links", cfg.MaxLinks, "max_links_per_client", cfg.MaxLinksPerClient, "max_streams", cfg.MaxStreams)
 	if adminLn != nil {
 		log.Info("admin listening", "addr", adminLn.Addr().String(), "pprof", cfg.AdminPprof)
 	}
-	acfg := admin.Config{Gatherer: reg, Pprof: cfg.AdminPprof, Logger: log}
-	return serveWithAdmin(ctx, adminLn, acfg, func(ctx context.Context) error { return srv.Serve(ctx, ln) })
+	acfg := admin.Config{Gatherer: reg, Pprof: cfg.AdminPprof, Logger: log, Status: func() any {
+		return newExitReport(srv, cfg.idlePolicy(), lease, time.Now())
+	}}
+	return serveWithAdmin(ctx, adminLn, acfg, func(ctx context.Context) error {
+		return serveExit(ctx, srv, ln, cfg.idlePolicy(), lease, log)
+	})
+}
+
+// idlePolicy is when the exit stops by itself.
+func (c *serverConfig) idlePolicy() exit.IdlePolicy {
+	return exit.IdlePolicy{After: c.ExitWhenIdle, Unused: c.ExitWhenUnused}
+}
+
+// leasePolicy is the idle policy the lease reports: the exit's own, or
+// ECS's defaults where it has none, so the sweep sees a lease that runs out
+// even when the exit does not stop itself.
+func (c *serverConfig) leasePolicy() exit.IdlePolicy {
+	p := c.idlePolicy()
+	if p.After == 0 {
+		p.After = ecsExitWhenIdle
+	}
+	if p.Unused == 0 {
+		p.Unused = ecsExitWhenUnused
+	}
+	return p
+}
+
+// serveExit serves the exit on ln until ctx ends or, under a non-zero
+// idle policy, the exit is idle; it keeps lease, if any, meanwhile. Either
+// way the exit stops as on a signal: GOAWAY, open streams drain, and
+// Serve returns.
+func serveExit(ctx context.Context, srv *exit.Server, ln net.Listener, idle exit.IdlePolicy, lease *ecstask.Lease, log *slog.Logger) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if idle != (exit.IdlePolicy{}) {
+		wg.Go(func() {
+			reason, err := srv.WaitIdle(ctx, idle)
+			if err == nil {
+				log.Info("exit server idle: stopping", "reason", reason)
+				stop()
+			}
+		})
+	}
+	if lease != nil {
+		wg.Go(func() { lease.Run(ctx) })
+	}
+	err := srv.Serve(ctx, ln)
+	stop()
+	return err
 }
 
 // newExit builds an exit server from a validated configuration. The
 // returned func releases the IAM verifier, if any, once Serve has returned.
 func newExit(cfg serverConfig, log *slog.Logger, obs exit.Observer) (srv *exit.Server, closeIAM func(), err error) {
 	closeIAM = func() {}
-	cert, key, ca, _ := cfg.files().resolve(pki.ServerCertFile, pki.ServerKeyFile)
-	tlsCfg, err := pki.ServerConfig(cert, key, ca)
-	if err != nil {
-		return nil, closeIAM, err
+	tlsCfg := cfg.tls
+	if tlsCfg == nil {
+		cert, key, ca, _ := cfg.files().resolve(pki.ServerCertFile, pki.ServerKeyFile)
+		if tlsCfg, err = pki.ServerConfig(cert, key, ca); err != nil {
+			return nil, closeIAM, err
+		}
 	}
 	var authorize func(ctx context.Context, client string, h http.Header) (string, error)
 	if cfg.IAM.enabled() {

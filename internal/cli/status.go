@@ -25,7 +25,9 @@ address, the identity it proves, open streams, bytes carried, reconnects,
 the last error and the round-trip time. The agent answers on its admin
 listener (--admin on 'fluidity agent', 127.0.0.1:8081 by default; the
 environment variable FLUIDITY_ADMIN is read too). --json prints the
-agent's answer as it is, for scripts.`)
+agent's answer as it is, for scripts. Pointed at an exit server's admin
+listener, it prints the exit's streams, how long it has been idle, when it
+stops by itself and its lease.`)
 	addr := fs.String("admin", "", "the agent's admin address, HOST:PORT (default "+defaultAgentAdmin+", or FLUIDITY_ADMIN)")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -52,6 +54,15 @@ agent's answer as it is, for scripts.`)
 	if *asJSON {
 		_, err := env.Stdout.Write(body)
 		return err
+	}
+	var keys map[string]any
+	if json.Unmarshal(body, &keys) == nil && isExitReport(keys) {
+		var r exitReport
+		if err := json.Unmarshal(body, &r); err != nil {
+			return fmt.Errorf("the exit at %s answered a status that does not parse: %w", *addr, err)
+		}
+		printExitReport(env.Stdout, r, time.Now())
+		return nil
 	}
 	var r agent.Report
 	if err := json.Unmarshal(body, &r); err != nil {
@@ -90,7 +101,7 @@ func fetchStatus(ctx context.Context, addr string) ([]byte, error) {
 		return nil, fmt.Errorf("reading the status from %s: %w", addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered %s to /status: is it a fluidity agent's admin listener? (the exit's has no /status)", addr, resp.Status)
+		return nil, fmt.Errorf("%s answered %s to /status: is it the admin listener of a fluidity agent or exit server?", addr, resp.Status)
 	}
 	return body, nil
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/smithy-go"
@@ -85,13 +86,14 @@ func TaskARN(ctx context.Context, client *http.Client, uri string) (string, erro
 // process, so it keeps no connection open.
 var metadataClient = &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 
-// LeaseConfig configures a Lease. MetadataURI, AWS and Until are required.
+// LeaseConfig configures a Lease. MetadataURI and Until are required.
 type LeaseConfig struct {
 	// MetadataURI is the task metadata endpoint, the value of MetadataEnv.
 	MetadataURI string
-	// AWS is the SDK configuration for ECS (AWS_ENDPOINT_URL_ECS redirects
-	// config.LoadDefaultConfig's).
-	AWS aws.Config
+	// AWS is the SDK configuration for ECS. If nil, the SDK's default chain
+	// is loaded (config.LoadDefaultConfig: the environment, shared files,
+	// the task role), in which AWS_ENDPOINT_URL_ECS redirects the calls.
+	AWS *aws.Config
 	// Until returns the lease as of now: when the exit would go idle.
 	Until func(now time.Time) time.Time
 	// Interval is how often the lease is renewed. If zero,
@@ -123,8 +125,9 @@ type Lease struct {
 	until   time.Time // guarded by mu; the lease last written
 }
 
-// NewLease checks cfg and returns a Lease. It makes no call; Run does.
-func NewLease(cfg LeaseConfig) (*Lease, error) {
+// NewLease checks cfg and returns a Lease. It makes no call to AWS; Run
+// does.
+func NewLease(ctx context.Context, cfg LeaseConfig) (*Lease, error) {
 	if cfg.MetadataURI == "" {
 		return nil, fmt.Errorf("ecstask: no task metadata endpoint (%s is not set: not on ECS?)", MetadataEnv)
 	}
@@ -143,7 +146,16 @@ func NewLease(cfg LeaseConfig) (*Lease, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Lease{cfg: cfg, ecs: ecs.NewFromConfig(cfg.AWS), log: cfg.Logger}, nil
+	var awsCfg aws.Config
+	if cfg.AWS != nil {
+		awsCfg = *cfg.AWS
+	} else {
+		var err error
+		if awsCfg, err = config.LoadDefaultConfig(ctx); err != nil {
+			return nil, fmt.Errorf("ecstask: AWS configuration: %w", err)
+		}
+	}
+	return &Lease{cfg: cfg, ecs: ecs.NewFromConfig(awsCfg), log: cfg.Logger}, nil
 }
 
 // State returns the task's ARN ("" until found) and the lease as last

@@ -119,7 +119,7 @@ func (c *clock) waitRenewals(t *testing.T, n int) {
 // runLease runs a lease until the test ends.
 func runLease(t *testing.T, cfg ecstask.LeaseConfig) *ecstask.Lease {
 	t.Helper()
-	l, err := ecstask.NewLease(cfg)
+	l, err := ecstask.NewLease(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestLeaseRenewsOnlyWhenItMoves(t *testing.T) {
 	logs := &syncBuffer{}
 	l := runLease(t, ecstask.LeaseConfig{
 		MetadataURI: task.MetadataURI,
-		AWS:         c.Config(exitKey),
+		AWS:         ptr(c.Config(exitKey)),
 		Until:       clk.Until,
 		Interval:    20 * time.Millisecond,
 		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -219,7 +219,7 @@ func TestLeaseFailuresAreLoggedOnceAndRetried(t *testing.T) {
 			Message: "User: arn:aws:sts::111122223333:assumed-role/fluidity-exit-task/abc is not authorized to perform: ecs:TagResource"})
 		logs := &syncBuffer{}
 		clk := newClock(time.Date(2026, 11, 22, 10, 5, 0, 0, time.UTC))
-		runLease(t, ecstask.LeaseConfig{MetadataURI: task.MetadataURI, AWS: c.Config(exitKey), Until: clk.Until,
+		runLease(t, ecstask.LeaseConfig{MetadataURI: task.MetadataURI, AWS: ptr(c.Config(exitKey)), Until: clk.Until,
 			Interval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 		waitTag(t, c, task.ARN, "2026-11-22T10:05:00Z")
 		clk.waitRenewals(t, 1)
@@ -244,7 +244,7 @@ func TestLeaseFailuresAreLoggedOnceAndRetried(t *testing.T) {
 		c, _ := startTask(t)
 		logs := &syncBuffer{}
 		clk := newClock(time.Now())
-		l := runLease(t, ecstask.LeaseConfig{MetadataURI: uri, AWS: c.Config(exitKey), Until: clk.Until,
+		l := runLease(t, ecstask.LeaseConfig{MetadataURI: uri, AWS: ptr(c.Config(exitKey)), Until: clk.Until,
 			Interval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		deadline := time.Now().Add(10 * time.Second)
 		for strings.Count(logs.String(), "still cannot renew") < 3 {
@@ -264,8 +264,10 @@ func TestLeaseFailuresAreLoggedOnceAndRetried(t *testing.T) {
 }
 
 func TestNewLeaseNeedsTheMetadataEndpoint(t *testing.T) {
-	_, err := ecstask.NewLease(ecstask.LeaseConfig{Until: func(now time.Time) time.Time { return now }})
+	_, err := ecstask.NewLease(t.Context(), ecstask.LeaseConfig{Until: func(now time.Time) time.Time { return now }})
 	if err == nil || !strings.Contains(err.Error(), ecstask.MetadataEnv) {
 		t.Fatalf("NewLease without a metadata URI = %v, want an error naming %s", err, ecstask.MetadataEnv)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
