@@ -70,8 +70,9 @@ func (p IdlePolicy) reason(a Activity) string {
 // WaitIdle waits until the server is idle under p and returns a sentence
 // saying why, for a log line; or until ctx ends, when it returns ctx's
 // error. It looks at the server only at the moments it could become idle
-// (no polling): at the idle time IdleAt gives, or After from now while a
-// stream is open or while the server is unused and p has no Unused.
+// (no polling): at the idle time IdleAt gives, and, until a stream has been
+// opened, After from now if that is sooner (a stream may open and close
+// meanwhile).
 func (s *Server) WaitIdle(ctx context.Context, p IdlePolicy) (reason string, err error) {
 	if p.After < 0 || p.Unused < 0 {
 		return "", fmt.Errorf("exit: negative idle time %v or %v", p.After, p.Unused)
@@ -80,16 +81,17 @@ func (s *Server) WaitIdle(ctx context.Context, p IdlePolicy) (reason string, err
 		now := time.Now()
 		a := s.Activity()
 		at, ok := p.IdleAt(a, now)
-		switch {
-		case ok && !now.Before(at):
+		if ok && !now.Before(at) {
 			return p.reason(a), nil
-		case ok:
-		case a.Total == 0 && p.After > 0:
-			// Unused counts for nothing; a stream opened from now on
-			// closes after now, so the server is idle After from now at
-			// the earliest.
-			at = now.Add(p.After)
-		default:
+		}
+		if a.Total == 0 && p.After > 0 {
+			// A stream opened from now on closes after now, so by After
+			// the server may be idle that way sooner than unused.
+			if later := now.Add(p.After); !ok || later.Before(at) {
+				at, ok = later, true
+			}
+		}
+		if !ok {
 			// Used, and After is zero: never idle.
 			<-ctx.Done()
 			return "", ctx.Err()

@@ -125,6 +125,20 @@ func TestWaitIdle(t *testing.T) {
 		})
 	})
 
+	t.Run("a stream that comes and goes long before Unused is up counts from its close", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			s := newIdleServer(t)
+			result, _ := waitIdle(t.Context(), s, IdlePolicy{After: time.Second, Unused: time.Hour})
+			time.Sleep(1500 * time.Millisecond)
+			s.streamStarted()
+			time.Sleep(300 * time.Millisecond)
+			s.streamEnded() // at 1.8s
+			if at, _, err := result(); err != nil || at != 2800*time.Millisecond {
+				t.Fatalf("WaitIdle returned after %v, %v; want after 2.8s", at, err)
+			}
+		})
+	})
+
 	t.Run("an open silent stream keeps the server in use", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			s := newIdleServer(t)
