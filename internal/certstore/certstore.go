@@ -192,9 +192,9 @@ func explain(loc Location, region string, timeout time.Duration, err error) erro
 	case errors.As(err, &apiErr) && isDenied(apiErr.ErrorCode()):
 		var need string
 		if loc.Scheme == SSM {
-			need = fmt.Sprintf("ssm:GetParameter on parameter %q and, for a SecureString, kms:Decrypt on its KMS key", loc.Name)
+			need = fmt.Sprintf("ssm:GetParameter on parameter %q and, for a SecureString under a customer managed KMS key, kms:Decrypt on that key", loc.Name)
 		} else {
-			need = fmt.Sprintf("secretsmanager:GetSecretValue on secret %q and kms:Decrypt on its KMS key if it is a customer managed one", loc.Name)
+			need = fmt.Sprintf("secretsmanager:GetSecretValue on secret %q and, under a customer managed KMS key, kms:Decrypt on that key", loc.Name)
 		}
 		return &Error{Location: loc, Kind: ErrAccessDenied, Err: err, msg: fmt.Sprintf(
 			"%s: access denied (%s: %s); the exit's task role needs %s", loc, apiErr.ErrorCode(), apiErr.ErrorMessage(), need)}
