@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -234,8 +235,8 @@ func TestTaskEndsWhenItsExitIsIdle(t *testing.T) {
 		return awsfake.Container{
 			Exited: p.Done(),
 			Stop: func() {
-				if !p.Exited() {
-					syscall.Kill(p.Pid(), syscall.SIGTERM)
+				if proc, err := os.FindProcess(p.Pid()); err == nil && !p.Exited() {
+					proc.Signal(syscall.SIGTERM)
 				}
 			},
 		}, nil

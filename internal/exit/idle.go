@@ -27,9 +27,6 @@ func (s *Server) Activity() Activity {
 	return Activity{Open: open, Total: total, Last: time.Unix(0, s.lastAct.Load()), Start: s.start}
 }
 
-// StreamsTotal is the number of streams opened since the server was made.
-func (s *Server) StreamsTotal() int64 { return s.total.Load() }
-
 // IdlePolicy says when a server counts as idle: when it may stop because
 // no one uses it. A zero IdlePolicy never counts a server idle.
 type IdlePolicy struct {
