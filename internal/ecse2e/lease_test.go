@@ -141,7 +141,7 @@ func TestLeaseFollowsTheExitsUse(t *testing.T) {
 		if !near(first, started.Add(2*time.Minute), 3*time.Second) {
 			t.Fatalf("lease %v, %v after the exit was started; want about 2m", first, first.Sub(started))
 		}
-		if !strings.Contains(exit.Stderr(), "task="+task.ARN) {
+		if !exit.WaitLog("task="+task.ARN, 1, 5*time.Second) {
 			t.Fatalf("the exit did not log its task:\n%s", exit.Stderr())
 		}
 	})
