@@ -23,13 +23,13 @@ import (
 	"unicode"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/smithy-go"
 
+	"fluidity/internal/awsconfig"
 	"fluidity/internal/pki"
 )
 
@@ -82,7 +82,7 @@ func Parse(uri string) (Location, error) {
 // A Store reads bundles from SSM and Secrets Manager with the real SDK.
 type Store struct {
 	// AWS is the SDK configuration: credentials, region and endpoints. If
-	// nil, the SDK's default chain is loaded (config.LoadDefaultConfig: the
+	// nil, the SDK's default chain is loaded (awsconfig.Load: the
 	// environment, shared files, the task role), in which
 	// AWS_ENDPOINT_URL_SSM and AWS_ENDPOINT_URL_SECRETS_MANAGER redirect
 	// the calls.
@@ -110,7 +110,7 @@ func (s *Store) ServerConfig(ctx context.Context, uri string) (*tls.Config, erro
 func (s *Store) Fetch(ctx context.Context, loc Location) ([]byte, error) {
 	cfg, err := s.awsConfig(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%s: AWS configuration: %w", loc, err)
+		return nil, fmt.Errorf("%s: %w", loc, err)
 	}
 	if cfg.Region == "" {
 		return nil, fmt.Errorf("%s: no AWS region is configured; set AWS_REGION (ECS sets it in every task)", loc)
@@ -140,7 +140,7 @@ func (s *Store) awsConfig(ctx context.Context) (aws.Config, error) {
 	if s.AWS != nil {
 		return *s.AWS, nil
 	}
-	return config.LoadDefaultConfig(ctx)
+	return awsconfig.Load(ctx, "")
 }
 
 func fetchParameter(ctx context.Context, cfg aws.Config, name string) ([]byte, error) {

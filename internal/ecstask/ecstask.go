@@ -25,10 +25,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/smithy-go"
+
+	"fluidity/internal/awsconfig"
 )
 
 // MetadataEnv is the environment variable in which ECS gives a container
@@ -91,8 +92,8 @@ type LeaseConfig struct {
 	// MetadataURI is the task metadata endpoint, the value of MetadataEnv.
 	MetadataURI string
 	// AWS is the SDK configuration for ECS. If nil, the SDK's default chain
-	// is loaded (config.LoadDefaultConfig: the environment, shared files,
-	// the task role), in which AWS_ENDPOINT_URL_ECS redirects the calls.
+	// is loaded (awsconfig.Load: the environment, shared files, the task
+	// role), in which AWS_ENDPOINT_URL_ECS redirects the calls.
 	AWS *aws.Config
 	// Until returns the lease as of now: when the exit would go idle.
 	Until func(now time.Time) time.Time
@@ -151,8 +152,8 @@ func NewLease(ctx context.Context, cfg LeaseConfig) (*Lease, error) {
 		awsCfg = *cfg.AWS
 	} else {
 		var err error
-		if awsCfg, err = config.LoadDefaultConfig(ctx); err != nil {
-			return nil, fmt.Errorf("ecstask: AWS configuration: %w", err)
+		if awsCfg, err = awsconfig.Load(ctx, ""); err != nil {
+			return nil, fmt.Errorf("ecstask: %w", err)
 		}
 	}
 	return &Lease{cfg: cfg, ecs: ecs.NewFromConfig(awsCfg), log: cfg.Logger}, nil
