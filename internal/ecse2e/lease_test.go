@@ -192,6 +192,15 @@ func TestLeaseFollowsTheExitsUse(t *testing.T) {
 			want = want.Add(time.Second)
 		}
 		idle := waitLease(t, c, task.ARN, "after the last close", func(v time.Time) bool { return v.Equal(want) })
+		// The fake sets the tag before it records the call; once the exit
+		// reports the lease, the call has been answered, so recorded.
+		deadline = time.Now().Add(10 * time.Second)
+		for s = readStatus(t, exit.Admin()); s.LeaseUntil == nil || !s.LeaseUntil.Equal(idle); s = readStatus(t, exit.Admin()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("/status reports lease %v, want %v", s.LeaseUntil, idle)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		calls := c.CallCount("ecs:TagResource")
 		// Watch several renewal intervals: nothing may be written.
 		time.Sleep(6 * interval)
