@@ -34,7 +34,7 @@ import (
 // AWS_PROFILE or the default profile). Its error names the profile and the
 // fix.
 func Load(ctx context.Context, profile string) (aws.Config, error) {
-	opts := []func(*config.LoadOptions) error{config.WithHTTPClient(HTTPClient())}
+	var opts []func(*config.LoadOptions) error
 	if profile != "" {
 		opts = append(opts, config.WithSharedConfigProfile(profile))
 	}
@@ -45,15 +45,27 @@ func Load(ctx context.Context, profile string) (aws.Config, error) {
 		}
 		return aws.Config{}, fmt.Errorf("load aws configuration: %w", err)
 	}
+	// Wrapped after loading: the SDK configures its own client (a custom
+	// CA bundle, AWS_CA_BUNDLE, needs its concrete type).
+	cfg.HTTPClient = wrap(cfg.HTTPClient)
 	return cfg, nil
 }
 
-// Client is the SDK's default HTTP client with request bodies that hide
-// io.WriterTo (see the package comment).
-type Client struct{ base *awshttp.BuildableClient }
+// Client is an SDK HTTP client with request bodies that hide io.WriterTo
+// (see the package comment).
+type Client struct{ base aws.HTTPClient }
 
-// HTTPClient returns a new Client.
-func HTTPClient() *Client { return &Client{awshttp.NewBuildableClient()} }
+// HTTPClient returns a new Client over the SDK's default client.
+func HTTPClient() *Client { return wrap(nil) }
+
+// wrap returns base, or the SDK's default client if base is nil, as a
+// Client.
+func wrap(base aws.HTTPClient) *Client {
+	if base == nil {
+		base = awshttp.NewBuildableClient()
+	}
+	return &Client{base}
+}
 
 // Do sends req as the SDK's client does.
 func (c *Client) Do(req *http.Request) (*http.Response, error) {
@@ -66,4 +78,11 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 }
 
 // CloseIdleConnections closes the client's idle connections.
-func (c *Client) CloseIdleConnections() { c.base.GetTransport().CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() {
+	switch b := c.base.(type) {
+	case interface{ GetTransport() *http.Transport }:
+		b.GetTransport().CloseIdleConnections()
+	case interface{ CloseIdleConnections() }:
+		b.CloseIdleConnections()
+	}
+}

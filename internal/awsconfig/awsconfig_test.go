@@ -76,3 +76,35 @@ func TestAMissingProfileIsNamed(t *testing.T) {
 		t.Fatalf("Load(work): region %q, %v", cfg.Region, err)
 	}
 }
+
+// TestACustomCABundleIsKept loads with AWS_CA_BUNDLE set, as on corporate
+// networks whose proxy re-signs TLS: the SDK configures its own client for
+// it, which the race's fix must wrap rather than replace.
+func TestACustomCABundleIsKept(t *testing.T) {
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(bundle, []byte(testCA), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	t.Setenv("AWS_REGION", "eu-west-1")
+	cfg, err := awsconfig.Load(context.Background(), "")
+	if err != nil {
+		t.Fatalf("Load with a CA bundle: %v", err)
+	}
+	if _, ok := cfg.HTTPClient.(*awsconfig.Client); !ok {
+		t.Fatalf("HTTP client %T, want the race-safe client", cfg.HTTPClient)
+	}
+}
+
+// testCA is a self-signed CA certificate, only ever parsed.
+const testCA = `-----BEGIN CERTIFICATE-----
+MIIBVTCB+6ADAgECAgEBMAoGCCqGSM49BAMCMBIxEDAOBgNVBAMTB3Rlc3QgQ0Ew
+HhcNMjYwMTAxMDAwMDAwWhcNNDYwMTAxMDAwMDAwWjASMRAwDgYDVQQDEwd0ZXN0
+IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEdS8+pz6iVGe73PjrmldoyU1Y
+RTzPB123lBISTBhgKmsh3nKebBGDKa5ecZffuTtDP5KV7tJ3vnYOJUOpv2GCr6NC
+MEAwDgYDVR0PAQH/BAQDAgIEMA8GA1UdEwEB/wQFMAMBAf8wHQYDVR0OBBYEFEVG
+8Q/jV9Cc9A6VCDViUaAfkvaOMAoGCCqGSM49BAMCA0kAMEYCIQC/GfW8NglZaQ/3
+de5wXJd3eBfTXlJSsXAO9Wc5RC4apwIhAJ/qF711AzxkJO1gvOhf8eg9zSvkmFq5
+1WCpW+u+LI6Q
+-----END CERTIFICATE-----
+`

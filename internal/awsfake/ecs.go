@@ -133,6 +133,7 @@ type ecsContainer struct {
 	NetworkInterfaces []ecsNetworkInterface `json:"networkInterfaces"`
 	HealthStatus      string                `json:"healthStatus"`
 	CPU               string                `json:"cpu"`
+	ExitCode          *int                  `json:"exitCode,omitempty"`
 }
 
 type ecsTaskOut struct {
@@ -528,6 +529,10 @@ func (c *Cloud) ecsTaskLocked(t *task, withTags bool) ecsTaskOut {
 	}
 	if ctr.LastStatus != statusPending {
 		ctr.RuntimeID = t.runtimeID
+	}
+	if t.ctrGone && t.ctr != nil && t.ctr.ExitCode != nil {
+		code := t.ctr.ExitCode()
+		ctr.ExitCode = &code
 	}
 	if t.attachmentStatus != "PRECREATED" {
 		ctr.NetworkInterfaces = []ecsNetworkInterface{{AttachmentID: t.attachmentID, PrivateIPv4Address: t.PrivateIP}}

@@ -37,6 +37,9 @@ type Container struct {
 	// Stop asks the container to stop (like SIGTERM), on StopTask,
 	// StopTaskAs or Close. It may be nil.
 	Stop func()
+	// ExitCode, if set, is asked for the container's exit code once it
+	// has exited, for DescribeTasks' containers[].exitCode.
+	ExitCode func() int
 }
 
 // Task is a snapshot of one task.

@@ -77,21 +77,21 @@ func (d *onDemand) Close(stop bool) {
 // stop': the agent's, so they read the same file and flags, of which they
 // use the control plane's keys.
 type controlConfig struct {
-	agentConfig `yaml:",inline"`
+	Agent agentConfig `yaml:",inline"`
 }
 
 func (c *controlConfig) Validate() error {
-	if c.ControlURL == "" {
+	if c.Agent.ControlURL == "" {
 		return errors.New("control_url: required: the control plane's function URL, printed by 'fluidity aws deploy' (--control-url, or the agent's --config file)")
 	}
-	if c.WakeTimeout <= 0 {
+	if c.Agent.WakeTimeout <= 0 {
 		return errors.New("wake_timeout: must be positive (example: 3m)")
 	}
-	return c.Log.validate()
+	return c.Agent.Log.validate()
 }
 
 func runWake(ctx context.Context, env Env, args []string) error {
-	cfg := controlConfig{defaultAgentConfig()}
+	cfg := controlConfig{Agent: defaultAgentConfig()}
 	fs := newFlagSet(env, "wake", "wake --control-url URL [--aws-profile NAME] (or --config agent.yaml)", `
 Wake your exit on AWS by hand and wait until it is ready (at most
 --wake-timeout), printing progress; then print its address. The agent
@@ -102,8 +102,8 @@ A wake that times out stops the task it started.`)
 	if _, err := parse(env, fs, &cfg, args); err != nil {
 		return err
 	}
-	log := cfg.Log.logger(env.Stderr)
-	d, err := newLifecycle(ctx, withAWS(cfg.agentConfig), log)
+	log := cfg.Agent.Log.logger(env.Stderr)
+	d, err := newLifecycle(ctx, withAWS(cfg.Agent), log)
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ A wake that times out stops the task it started.`)
 }
 
 func runStop(ctx context.Context, env Env, args []string) error {
-	cfg := controlConfig{defaultAgentConfig()}
+	cfg := controlConfig{Agent: defaultAgentConfig()}
 	fs := newFlagSet(env, "stop", "stop --control-url URL [--aws-profile NAME] (or --config agent.yaml)", `
 Stop your exit on AWS now, and print how it ended. Only your own task is
 stopped (the one your AWS identity owns). An agent that is running goes to
@@ -127,8 +127,8 @@ sleep, and wakes a new exit at its next connection.`)
 	if _, err := parse(env, fs, &cfg, args); err != nil {
 		return err
 	}
-	log := cfg.Log.logger(env.Stderr)
-	d, err := newLifecycle(ctx, withAWS(cfg.agentConfig), log)
+	log := cfg.Agent.Log.logger(env.Stderr)
+	d, err := newLifecycle(ctx, withAWS(cfg.Agent), log)
 	if err != nil {
 		return err
 	}

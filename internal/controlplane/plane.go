@@ -484,10 +484,7 @@ func (p *Plane) state(ctx context.Context, o owner, t types.Task) (controlapi.St
 	switch {
 	case aws.ToString(t.DesiredStatus) == "STOPPED" || isStopping(st.Status):
 		st.State = controlapi.Stopped
-		st.Reason = aws.ToString(t.StoppedReason)
-		if st.Reason == "" {
-			st.Reason = "stopping"
-		}
+		st.Reason = stopReason(t)
 		return st, nil
 	case st.Status != "RUNNING":
 		st.State = controlapi.Starting
@@ -500,6 +497,24 @@ func (p *Plane) state(ctx context.Context, o owner, t types.Task) (controlapi.St
 	st.State = controlapi.Ready
 	st.Address = net.JoinHostPort(ip, strconv.Itoa(p.cfg.ExitPort))
 	return st, nil
+}
+
+// stopReason says why a task stopped, as ECS does, with the exit's status
+// when it ended by itself with an error.
+func stopReason(t types.Task) string {
+	reason := aws.ToString(t.StoppedReason)
+	if reason == "" {
+		return "stopping"
+	}
+	if t.StopCode == types.TaskStopCodeEssentialContainerExited {
+		for _, c := range t.Containers {
+			if c.ExitCode != nil && *c.ExitCode != 0 {
+				reason += fmt.Sprintf(" (exit code %d: the exit failed; its log in CloudWatch Logs says why)", *c.ExitCode)
+				break
+			}
+		}
+	}
+	return reason
 }
 
 func isStopping(lastStatus string) bool {

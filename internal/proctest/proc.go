@@ -144,6 +144,15 @@ func (p *Proc) Exited() bool {
 	}
 }
 
+// ExitCode is the process's exit status once it has ended (-1 for a
+// signal), and -1 while it runs.
+func (p *Proc) ExitCode() int {
+	if !p.Exited() {
+		return -1
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
 // Signal sends sig to the process.
 func (p *Proc) Signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
