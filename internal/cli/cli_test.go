@@ -49,6 +49,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"up", "--help"}, {"agent", "--help"}, {"server", "--help"}, {"token", "--help"},
 		{"certs", "--help"}, {"certs", "init", "--help"}, {"certs", "issue-client", "--help"}, {"version", "--help"},
+		{"wake", "--help"}, {"stop", "--help"}, {"lambda", "--help"}, {"status", "--help"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			code, _, stderr := run(t, nil, args...)
@@ -206,5 +207,30 @@ func TestUpServesAndStopsCleanly(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("up did not stop")
+	}
+}
+
+func TestOnDemandSettingsAreCheckedAtStart(t *testing.T) {
+	certs := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"an agent with lifecycle aws needs the control plane's URL", []string{"agent", "--lifecycle", "aws", "--certs", certs}, "control_url: required"},
+		{"an agent with lifecycle aws takes no --server", []string{"agent", "--lifecycle", "aws", "--control-url", "https://x.lambda-url.eu-west-1.on.aws/", "--server", "a:1", "--certs", certs}, "server: not used with lifecycle aws"},
+		{"an unknown lifecycle is named", []string{"agent", "--lifecycle", "gcp", "--certs", certs}, `lifecycle: "gcp" is not static or aws`},
+		{"wake needs the control plane's URL", []string{"wake"}, "control_url: required"},
+		{"stop needs the control plane's URL", []string{"stop"}, "control_url: required"},
+		{"the function needs its cluster", []string{"lambda"}, "cluster: required"},
+		{"the function needs an allowlist", []string{"lambda", "--cluster", "c", "--task-definition", "t", "--subnets", "s"}, "allow: empty"},
+		{"the function runs only in Lambda", []string{"lambda", "--cluster", "c", "--task-definition", "t", "--subnets", "s", "--allow", "111122223333"}, "not running in AWS Lambda"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := run(t, []string{"AWS_CONFIG_FILE=" + os.DevNull}, tc.args...)
+			if code == 0 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want a failure saying %q", code, stderr, tc.want)
+			}
+		})
 	}
 }
