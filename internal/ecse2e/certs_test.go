@@ -17,7 +17,7 @@ import (
 )
 
 // pushBundle makes a certs init directory and returns it with its bundle.
-func pushBundle(t *testing.T) (certs string, bundle string) {
+func pushBundle(t testing.TB) (certs string, bundle string) {
 	t.Helper()
 	certs = proctest.CertsInit(t)
 	b, err := pki.ServerBundle(certs)
@@ -29,7 +29,7 @@ func pushBundle(t *testing.T) (certs string, bundle string) {
 
 // curlThroughExit fetches url with curl through the exit at exitAddr,
 // used directly as an HTTPS proxy with the client certificate in certs.
-func curlThroughExit(t *testing.T, certs, exitAddr, url string) string {
+func curlThroughExit(t testing.TB, certs, exitAddr, url string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -49,7 +49,7 @@ func curlThroughExit(t *testing.T, certs, exitAddr, url string) string {
 	return string(out)
 }
 
-func newOrigin(t *testing.T) *httptest.Server {
+func newOrigin(t testing.TB) *httptest.Server {
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "hello from the origin\n")
 	}))

@@ -22,7 +22,7 @@ import (
 )
 
 // runTask starts an exit task as the control plane does and returns it.
-func runTask(t *testing.T, c *awsfake.Cloud) awsfake.Task {
+func runTask(t testing.TB, c *awsfake.Cloud) awsfake.Task {
 	t.Helper()
 	out, err := ecs.NewFromConfig(c.Config(planeKey)).RunTask(ctxFor(t, 10*time.Second), &ecs.RunTaskInput{
 		Cluster:        aws.String("fluidity"),
@@ -44,7 +44,7 @@ func runTask(t *testing.T, c *awsfake.Cloud) awsfake.Task {
 
 // waitLease waits until the lease tag on task arn satisfies ok and
 // returns it.
-func waitLease(t *testing.T, c *awsfake.Cloud, arn, what string, ok func(lease time.Time) bool) time.Time {
+func waitLease(t testing.TB, c *awsfake.Cloud, arn, what string, ok func(lease time.Time) bool) time.Time {
 	t.Helper()
 	var lease time.Time
 	var raw string
@@ -84,7 +84,7 @@ type exitStatus struct {
 	Task           string     `json:"task"`
 }
 
-func readStatus(t *testing.T, admin string) exitStatus {
+func readStatus(t testing.TB, admin string) exitStatus {
 	t.Helper()
 	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true}
 	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + admin + "/status")
@@ -105,12 +105,12 @@ func near(got, want time.Time, slack time.Duration) bool {
 }
 
 // echoTarget echoes what it reads.
-func echoTarget(t *testing.T) *proctest.Target {
+func echoTarget(t testing.TB) *proctest.Target {
 	return proctest.NewTarget(t, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // echoes checks that a tunnel to an echo target carries a round trip.
-func echoes(t *testing.T, c net.Conn) {
+func echoes(t testing.TB, c net.Conn) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	defer c.SetDeadline(time.Time{})

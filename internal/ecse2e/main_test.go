@@ -67,7 +67,7 @@ const (
 
 // newCloud starts a Cloud with the two identities, a cluster, the exit's
 // task definition and a subnet.
-func newCloud(t *testing.T, cfg awsfake.CloudConfig) *awsfake.Cloud {
+func newCloud(t testing.TB, cfg awsfake.CloudConfig) *awsfake.Cloud {
 	t.Helper()
 	c := awsfake.NewCloud(t, cfg)
 	c.AddIdentity(planeKey, "plane-secret", "arn:aws:sts::111122223333:assumed-role/fluidity-plane/fn")
@@ -88,7 +88,7 @@ func exitEnv(c *awsfake.Cloud, extra ...string) []string {
 var logLine = regexp.MustCompile(`(?m)^time=(\S+) level=\S+ msg=(?:"((?:[^"\\]|\\.)*)"|(\S*))`)
 
 // logTime returns the time of the first line with message msg in p's log.
-func logTime(t *testing.T, p *proctest.Proc, msg string) time.Time {
+func logTime(t testing.TB, p *proctest.Proc, msg string) time.Time {
 	t.Helper()
 	for _, m := range logLine.FindAllStringSubmatch(p.Stderr(), -1) {
 		if m[2] == msg || m[3] == msg {
@@ -105,7 +105,7 @@ func logTime(t *testing.T, p *proctest.Proc, msg string) time.Time {
 
 // openTunnel opens an HTTP/1.1 CONNECT tunnel to target through the exit
 // at exitAddr with the client certificate in certs, as curl would.
-func openTunnel(t *testing.T, certs, exitAddr, target string) net.Conn {
+func openTunnel(t testing.TB, certs, exitAddr, target string) net.Conn {
 	t.Helper()
 	file := func(name string) string { return filepath.Join(certs, name) }
 	cfg, err := pki.ClientConfig(file(pki.ClientCertFile), file(pki.ClientKeyFile), file(pki.CAFile), "")
@@ -133,7 +133,7 @@ func openTunnel(t *testing.T, certs, exitAddr, target string) net.Conn {
 }
 
 // silentTarget is a TCP server that reads what it gets and says nothing.
-func silentTarget(t *testing.T) *proctest.Target {
+func silentTarget(t testing.TB) *proctest.Target {
 	return proctest.NewTarget(t, func(c net.Conn) {
 		buf := make([]byte, 4096)
 		for {
@@ -145,7 +145,7 @@ func silentTarget(t *testing.T) *proctest.Target {
 }
 
 // ctxFor is a context bounded by d and the test.
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx

@@ -58,7 +58,7 @@ type deployOptions struct {
 	bootstraps int
 }
 
-func deploy(t *testing.T, opts deployOptions) *deployment {
+func deploy(t testing.TB, opts deployOptions) *deployment {
 	t.Helper()
 	d := &deployment{exits: map[string]*proctest.Proc{}, nextIP: 2}
 	var bundle string
@@ -104,7 +104,7 @@ func deploy(t *testing.T, opts deployOptions) *deployment {
 }
 
 // launch starts a task's exit process, as ECS would its container.
-func (d *deployment) launch(t *testing.T, flags []string) func(awsfake.Task) (awsfake.Container, error) {
+func (d *deployment) launch(t testing.TB, flags []string) func(awsfake.Task) (awsfake.Container, error) {
 	return func(task awsfake.Task) (awsfake.Container, error) {
 		d.mu.Lock()
 		ip := fmt.Sprintf("127.0.0.%d", d.nextIP)
@@ -130,7 +130,7 @@ func (d *deployment) launch(t *testing.T, flags []string) func(awsfake.Task) (aw
 	}
 }
 
-func (d *deployment) exit(t *testing.T, task awsfake.Task) *proctest.Proc {
+func (d *deployment) exit(t testing.TB, task awsfake.Task) *proctest.Proc {
 	t.Helper()
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -153,7 +153,7 @@ type anAgent struct {
 }
 
 // startAgent starts an agent with lifecycle aws for the identity with key.
-func (d *deployment) startAgent(t *testing.T, key string, extra ...string) anAgent {
+func (d *deployment) startAgent(t testing.TB, key string, extra ...string) anAgent {
 	t.Helper()
 	l := proctest.Launcher{Env: d.agentEnv(key)}
 	state := t.TempDir()
@@ -167,7 +167,7 @@ func (d *deployment) startAgent(t *testing.T, key string, extra ...string) anAge
 }
 
 // fluidity runs a short fluidity command as the identity with key.
-func (d *deployment) fluidity(t *testing.T, key string, args ...string) (string, error) {
+func (d *deployment) fluidity(t testing.TB, key string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -187,14 +187,14 @@ type curlResult struct {
 
 // curl fetches the origin through the agent, tunnelled with CONNECT so the
 // stream ends when curl does.
-func (d *deployment) curl(t *testing.T, agentAddr string) curlResult {
+func (d *deployment) curl(t testing.TB, agentAddr string) curlResult {
 	t.Helper()
 	return d.curlWith(t, agentAddr, "-p")
 }
 
 // curlWith fetches the origin through the agent with curl's extra flags
 // (none: a plain proxy request, whose refusal has a body saying why).
-func (d *deployment) curlWith(t *testing.T, agentAddr string, flags ...string) curlResult {
+func (d *deployment) curlWith(t testing.TB, agentAddr string, flags ...string) curlResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
@@ -218,7 +218,7 @@ func (d *deployment) curlWith(t *testing.T, agentAddr string, flags ...string) c
 	return res
 }
 
-func (d *deployment) mustCurl(t *testing.T, agentAddr string) curlResult {
+func (d *deployment) mustCurl(t testing.TB, agentAddr string) curlResult {
 	t.Helper()
 	res := d.curl(t, agentAddr)
 	if res.err != nil || res.body != "hello from the origin\n" {
@@ -228,7 +228,7 @@ func (d *deployment) mustCurl(t *testing.T, agentAddr string) curlResult {
 }
 
 // report is the agent's status.
-func report(t *testing.T, a anAgent) agent.Report {
+func report(t testing.TB, a anAgent) agent.Report {
 	t.Helper()
 	resp, err := http.Get("http://" + a.admin + "/status")
 	if err != nil {
@@ -243,7 +243,7 @@ func report(t *testing.T, a anAgent) agent.Report {
 }
 
 // waitReport waits until the agent's status satisfies cond.
-func waitReport(t *testing.T, a anAgent, what string, cond func(agent.Report) bool) agent.Report {
+func waitReport(t testing.TB, a anAgent, what string, cond func(agent.Report) bool) agent.Report {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -268,7 +268,7 @@ func (d *deployment) live() []awsfake.Task {
 }
 
 // waitStopped waits until the task has stopped.
-func (d *deployment) waitStopped(t *testing.T, id string) awsfake.Task {
+func (d *deployment) waitStopped(t testing.TB, id string) awsfake.Task {
 	t.Helper()
 	ts, err := d.cloud.WaitTasks(ctxFor(t, 20*time.Second), func(ts []awsfake.Task) bool {
 		for _, task := range ts {
@@ -291,7 +291,7 @@ func (d *deployment) waitStopped(t *testing.T, id string) awsfake.Task {
 
 // sweep runs the control plane's scheduled sweep once, as EventBridge
 // would invoke it.
-func (d *deployment) sweep(t *testing.T) controlplane.SweepReport {
+func (d *deployment) sweep(t testing.TB) controlplane.SweepReport {
 	t.Helper()
 	event := `{"version":"0","id":"1","detail-type":"Scheduled Event","source":"aws.events","account":"111122223333",` +
 		`"time":"` + time.Now().UTC().Format(time.RFC3339) + `","region":"us-east-1","resources":[],"detail":{}}`
