@@ -314,8 +314,12 @@ func invocations(d *deployment) int { return d.cloud.CallCount("lambda:InvokeFun
 // new one; a task replaced by another is found.
 func TestExitOnDemand(t *testing.T) {
 	t.Parallel()
-	d := deploy(t, deployOptions{})
-	a := d.startAgent(t, aliceKey)
+	// An exit woken but not yet used waits longer than the agent takes to
+	// notice a hung exit (below) before it stops itself.
+	d := deploy(t, deployOptions{exitFlags: []string{"--exit-when-unused", "20s"}})
+	// Pings notice a hung exit within 6 s (below), time enough for its
+	// replacement to be started first.
+	a := d.startAgent(t, aliceKey, "--ping-interval", "1s", "--ping-timeout", "5s")
 	addr := a.addr
 	if r := report(t, a); !asleep(r) || len(d.cloud.Tasks()) != 0 {
 		t.Fatalf("a new agent: %+v %+v, %d tasks; want asleep and none", r, *r.Lifecycle, len(d.cloud.Tasks()))
@@ -361,14 +365,24 @@ func TestExitOnDemand(t *testing.T) {
 	}
 	two := tasks[1]
 
-	// The exit dies; another wake (from elsewhere: fluidity wake) starts
-	// its replacement at a new address, which the agent finds and uses
-	// without starting another.
-	d.exit(t, two).Kill()
-	d.waitStopped(t, two.ID)
+	// The exit hangs and is replaced under the running agent: stopped and
+	// woken again from elsewhere (fluidity stop, fluidity wake), at a new
+	// address. The agent's link to the hung exit dies by its pings; the
+	// agent asks where the exit is and follows it to the new address by
+	// itself, without a client connection and without a wake of its own.
+	hung := d.exit(t, two)
+	hung.Signal(t, syscall.SIGSTOP)
+	t.Cleanup(hung.Kill)
+	if out, err := d.fluidity(t, aliceKey, "stop"); err != nil || !strings.Contains(out, "Exit stopped (task "+two.ID+")") {
+		t.Fatalf("fluidity stop: %v\n%s", err, out)
+	}
 	out, err := d.fluidity(t, aliceKey, "wake")
 	if err != nil || !strings.Contains(out, "Exit ready at 127.0.0.4:"+d.port) {
 		t.Fatalf("fluidity wake: %v\n%s", err, out)
+	}
+	waitReport(t, a, "the replacement", func(r agent.Report) bool { return r.Exit == "127.0.0.4:"+d.port && r.State == "up" })
+	if n := a.LogCount("waking the exit"); n != 2 {
+		t.Fatalf("the agent woke the exit %d times; the replacement must be found, not woken", n)
 	}
 	d.mustCurl(t, addr)
 	if n := len(d.cloud.Tasks()); n != 3 {
