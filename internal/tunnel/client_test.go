@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -124,6 +125,12 @@ func TestRefusingGoAwayIsReportedAndBackedOff(t *testing.T) {
 				fr := http2.NewFramer(tc, nil)
 				fr.WriteSettings()
 				fr.WriteGoAway(0, http2.ErrCodeEnhanceYourCalm, []byte("too many links for this client"))
+				// As the exit does: half-close and read what the client
+				// still sends, so that the close does not reset the
+				// connection before the client has read the GOAWAY.
+				tc.SetDeadline(time.Now().Add(time.Second))
+				tc.CloseWrite()
+				io.Copy(io.Discard, tc)
 			}
 			tc.Close()
 		}
