@@ -371,7 +371,7 @@ func TestExitOnDemand(t *testing.T) {
 	// agent asks where the exit is and follows it to the new address by
 	// itself, without a client connection and without a wake of its own.
 	hung := d.exit(t, two)
-	hung.Signal(t, syscall.SIGSTOP)
+	hung.Freeze(t)
 	t.Cleanup(hung.Kill)
 	if out, err := d.fluidity(t, aliceKey, "stop"); err != nil || !strings.Contains(out, "Exit stopped (task "+two.ID+")") {
 		t.Fatalf("fluidity stop: %v\n%s", err, out)
@@ -531,7 +531,7 @@ func TestSweepStopsWhatTheAgentAndTheExitLeft(t *testing.T) {
 	if !exit.WaitLog("lease", 1, 5*time.Second) {
 		t.Fatalf("the exit never renewed its lease:\n%s", exit.Stderr())
 	}
-	exit.Signal(t, syscall.SIGSTOP)
+	exit.Freeze(t)
 	t.Cleanup(func() { exit.Kill() })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
