@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,8 +91,13 @@ func deploy(t testing.TB, opts deployOptions) *deployment {
 	if n == 0 {
 		n = 3 // queries wait; wakes of others must not queue behind them
 	}
+	// Started as Lambda starts them: a binary named bootstrap, no arguments.
+	bootstrap := filepath.Join(t.TempDir(), "bootstrap")
+	if err := os.Symlink(proctest.Binary(), bootstrap); err != nil {
+		t.Fatal(err)
+	}
 	for i := range n {
-		proctest.Launcher{Env: env}.Start(t, fmt.Sprintf("lambda-%d", i), "lambda")
+		proctest.Launcher{Env: env, Path: bootstrap}.Start(t, fmt.Sprintf("lambda-%d", i))
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for d.rt.Pollers() < n {

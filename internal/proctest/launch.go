@@ -36,6 +36,11 @@ type Launcher struct {
 	// ExitFlags are flags every exit gets ahead of a test's own, such as
 	// --allow-private.
 	ExitFlags []string
+
+	// Path is the program to run. If empty, Binary() is used; a link to
+	// it under another name runs it as that name (AWS Lambda runs a
+	// binary named bootstrap).
+	Path string
 }
 
 func (l Launcher) env() []string {
@@ -61,7 +66,11 @@ func (l Launcher) withAdmin(t testing.TB, cmd string, args []string) (string, []
 // test ends, and its output is logged if the test failed.
 func (l Launcher) Start(t testing.TB, name string, args ...string) *Proc {
 	t.Helper()
-	return start(t, name, l.env(), args)
+	path := l.Path
+	if path == "" {
+		path = bin
+	}
+	return start(t, name, path, l.env(), args)
 }
 
 // StartReady starts fluidity with the arguments args gives for a free

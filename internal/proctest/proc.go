@@ -66,10 +66,10 @@ func Start(t testing.TB, name string, args ...string) *Proc {
 	return Launcher{}.Start(t, name, args...)
 }
 
-func start(t testing.TB, name string, env []string, args []string) *Proc {
+func start(t testing.TB, name, path string, env []string, args []string) *Proc {
 	t.Helper()
 	p := &Proc{name: name, args: args, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
+	p.cmd = exec.Command(path, args...)
 	p.cmd.Env = env
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = &p.stderr
