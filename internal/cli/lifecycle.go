@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"fluidity/internal/controlapi"
 	"fluidity/internal/lifecycle"
 )
 
@@ -62,15 +64,23 @@ func (d *onDemand) Close(stop bool) {
 	if !stop {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := d.backend.Kill(ctx)
+	st, err := d.stop(context.Background())
 	if err != nil {
 		d.log.Warn("stopping the exit failed; it stops itself once idle", "err", err)
 		return
 	}
 	d.log.Info("exit stopped (stop_on_exit)", "task", st.Task, "state", st.State)
-	d.usage.Observe(st)
+}
+
+// stop stops the exit, within a minute, and records it.
+func (d *onDemand) stop(ctx context.Context) (controlapi.State, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	st, err := d.backend.Kill(ctx)
+	if err == nil {
+		d.usage.Observe(st)
+	}
+	return st, err
 }
 
 // controlConfig is the configuration of 'fluidity wake' and 'fluidity
@@ -90,8 +100,17 @@ func (c *controlConfig) Validate() error {
 	return c.Agent.Log.validate()
 }
 
-func runWake(ctx context.Context, env Env, args []string) error {
+// openControl parses the arguments of 'fluidity wake' or 'fluidity stop'
+// and opens the exit on demand they name. Close it when done.
+func openControl(ctx context.Context, env Env, fs *flag.FlagSet, args []string) (*onDemand, error) {
 	cfg := controlConfig{Agent: defaultAgentConfig()}
+	if _, err := parse(env, fs, &cfg, args); err != nil {
+		return nil, err
+	}
+	return newLifecycle(ctx, withAWS(cfg.Agent), cfg.Agent.Log.logger(env.Stderr))
+}
+
+func runWake(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "wake", "wake --control-url URL [--aws-profile NAME] (or --config agent.yaml)", `
 Wake your exit on AWS by hand and wait until it is ready (at most
 --wake-timeout), printing progress; then print its address. The agent
@@ -99,11 +118,7 @@ does this by itself at the first connection; this is for checking a
 deployment, or for waking the exit ahead of use. It reads the agent's
 configuration (--config) for the control plane's URL and AWS profile.
 A wake that times out stops the task it started.`)
-	if _, err := parse(env, fs, &cfg, args); err != nil {
-		return err
-	}
-	log := cfg.Agent.Log.logger(env.Stderr)
-	d, err := newLifecycle(ctx, withAWS(cfg.Agent), log)
+	d, err := openControl(ctx, env, fs, args)
 	if err != nil {
 		return err
 	}
@@ -119,27 +134,19 @@ A wake that times out stops the task it started.`)
 }
 
 func runStop(ctx context.Context, env Env, args []string) error {
-	cfg := controlConfig{Agent: defaultAgentConfig()}
 	fs := newFlagSet(env, "stop", "stop --control-url URL [--aws-profile NAME] (or --config agent.yaml)", `
 Stop your exit on AWS now, and print how it ended. Only your own task is
 stopped (the one your AWS identity owns). An agent that is running goes to
 sleep, and wakes a new exit at its next connection.`)
-	if _, err := parse(env, fs, &cfg, args); err != nil {
-		return err
-	}
-	log := cfg.Agent.Log.logger(env.Stderr)
-	d, err := newLifecycle(ctx, withAWS(cfg.Agent), log)
+	d, err := openControl(ctx, env, fs, args)
 	if err != nil {
 		return err
 	}
-	defer d.usage.Flush()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	st, err := d.backend.Kill(ctx)
+	defer d.Close(false)
+	st, err := d.stop(ctx)
 	if err != nil {
 		return err
 	}
-	d.usage.Observe(st)
 	if st.Task == "" {
 		fmt.Fprintf(env.Stdout, "No exit was running (%s).\n", st.Reason)
 		return nil
