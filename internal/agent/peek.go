@@ -3,11 +3,19 @@ package agent
 import (
 	"io"
 	"net"
+
+	"fluidity/internal/sockio"
 )
 
-// peekWrapped reads the first byte and returns a connection that gives it
-// back on the first Read.
-func peekWrapped(nc net.Conn) (byte, net.Conn, error) {
+// peekFirstByte returns the connection's first byte without consuming it
+// where the OS allows, so the front-end gets the bare *net.TCPConn (whose
+// reads then need no wrapper and no buffer while idle); elsewhere it reads
+// the byte and returns a connection that gives it back on the first Read.
+// It honours nc's read deadline.
+func peekFirstByte(nc net.Conn) (byte, net.Conn, error) {
+	if b, ok, err := sockio.PeekByte(nc); ok {
+		return b, nc, err
+	}
 	var b [1]byte
 	if _, err := io.ReadFull(nc, b[:]); err != nil {
 		return 0, nil, err

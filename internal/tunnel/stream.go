@@ -11,13 +11,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
 	"fluidity/internal/proxystatus"
+	"fluidity/internal/sockio"
 )
 
 // Stream is one tunnelled connection: an HTTP/2 CONNECT stream used as a
@@ -54,7 +54,7 @@ type Stream struct {
 	// sink is the TCP connection WriteTo is copying to, if any: the read
 	// loop writes arriving data to it directly when nothing is pending
 	// (deliver). sinkBusy is set while a goroutine writes to it outside mu.
-	sink     syscall.RawConn
+	sink     sockio.Sink
 	sinkBusy bool
 	sunk     int64 // bytes the read loop wrote to sink, reported by WriteTo
 
@@ -148,7 +148,7 @@ func (s *Stream) deliver(buf *[]byte, p []byte, flowLen int, end bool) {
 			sink := s.sink
 			s.sinkBusy = true
 			s.mu.Unlock()
-			written, _ = tryWrite(sink, p)
+			written, _ = sink.TryWrite(p)
 			s.mu.Lock()
 			s.sinkBusy = false
 			s.sunk += int64(written)
@@ -322,7 +322,7 @@ func (s *Stream) WriteTo(w io.Writer) (total int64, err error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	s.mu.Lock()
-	s.sink = sinkOf(w)
+	s.sink = sockio.SinkOf(w)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -544,7 +544,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	idle := idleReader(r, frameHeaderLen)
+	idle := sockio.IdleReader(r, frameHeaderLen)
 	large := s.c.large
 	var (
 		total int64
