@@ -56,6 +56,13 @@ func (s *stream) Close() error {
 	return err
 }
 
+// Abort resets the stream (see tunnel.Stream.Abort) and stops counting it.
+func (s *stream) Abort() error {
+	err := s.Stream.Abort()
+	s.once.Do(func() { s.set.remove(s) })
+	return err
+}
+
 // streamSet counts the agent's tunnel streams and the bytes they carried.
 type streamSet struct {
 	mu       sync.Mutex

@@ -37,6 +37,9 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// NetConn is the connection beneath, for relay.Abort.
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
+
 // CloseWrite half-closes when the underlying connection can.
 func (c *prefixConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {

@@ -101,6 +101,10 @@ func (b *bufferedConn) fillBuf() error {
 	return nil
 }
 
+// NetConn is the connection beneath the buffers, for callers that need
+// the TCP connection itself (to abort it with a reset, for one).
+func (b *bufferedConn) NetConn() net.Conn { return b.Conn }
+
 // Buffered is how many bytes were read from the socket and not yet taken.
 func (b *bufferedConn) Buffered() int {
 	if b.rbuf == nil {
