@@ -69,13 +69,14 @@ func (cc *clientConn) serveHTTP1(ctx context.Context, tc *tls.Conn) {
 	if err != nil {
 		status, typ := classify(err, http.StatusBadGateway)
 		writeHTTP1Error(tc, status, nil, typ, err.Error())
-		x.end(dialReason(err), 0, 0, err)
+		x.end(dialReason(ctx, err), 0, 0, err)
 		return
 	}
 	x.started()
 	if _, err := io.WriteString(tc, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		target.Close()
-		x.end(metrics.ReasonReset, 0, 0, err)
+		// The client left while the target was dialed.
+		relay.Abort(target)
+		x.end(metrics.ReasonCanceled, 0, 0, err)
 		return
 	}
 	tc.SetReadDeadline(time.Time{})

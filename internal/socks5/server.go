@@ -45,7 +45,7 @@ type Hooks struct {
 type Session struct {
 	Target     string // host:port asked for; "" if the negotiation failed
 	BadRequest bool   // the negotiation failed: not SOCKS5, unsupported, too slow
-	Canceled   bool   // ServeConn's ctx ended first
+	Canceled   bool   // the client left, or ServeConn's ctx ended, before the connection was set up
 	Connected  bool   // the target was connected and the client told so
 	Up, Down   int64  // bytes from the client to the target and back
 	Err        error  // why it failed; nil for success
@@ -140,8 +140,10 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	}
 	conn.SetWriteDeadline(time.Now().Add(timeout))
 	if err = WriteReply(conn, Succeeded, boundAddr(dst)); err != nil {
-		dst.Close()
-		result = resultHandshake
+		// The client left before its reply: the target was reached, but
+		// the connection was never set up.
+		relay.Abort(dst)
+		result = resultCanceled
 		return
 	}
 	conn.SetDeadline(time.Time{})
