@@ -363,7 +363,7 @@ func relayReason(err error) string {
 	switch {
 	case err == nil:
 		return metrics.ReasonOK
-	case errors.Is(err, tunnel.ErrIdle), errors.As(err, &ne) && ne.Timeout():
+	case errors.Is(err, tunnel.ErrIdle), errors.Is(err, relay.ErrIdle), errors.As(err, &ne) && ne.Timeout():
 		return metrics.ReasonTimeout
 	}
 	return metrics.ReasonReset

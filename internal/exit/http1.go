@@ -82,7 +82,9 @@ func (cc *clientConn) serveHTTP1(ctx context.Context, tc *tls.Conn) {
 	tc.SetReadDeadline(time.Time{})
 	// Bytes the client sent after the request header are already in br.
 	client := &bufferedConn{Conn: tc, r: io.MultiReader(io.LimitReader(br, int64(br.Buffered())), tc)}
-	res := relay.Pipe(client, target)
+	// The stream idle timeout covers HTTP/1.1 tunnels too: a silent
+	// target and a client that left must not hold the link for ever.
+	res := relay.PipeIdle(client, target, cc.s.cfg.Tunnel.StreamIdleTimeout)
 	x.end(relayReason(res.Err), res.AToB, res.BToA, res.Err)
 }
 

@@ -8,9 +8,12 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // closeWriter is implemented by *net.TCPConn, *tls.Conn, tunnel streams and
@@ -68,6 +71,84 @@ func Pipe(a, b net.Conn) Result {
 	}
 	return Result{AToB: aToB, BToA: bToA, Err: err}
 }
+
+// ErrIdle is the error of a Pipe ended by its idle timeout.
+var ErrIdle = errors.New("idle timeout")
+
+// PipeIdle is Pipe that aborts both connections, and reports ErrIdle, once
+// no byte has moved either way for idle. If idle is zero it is Pipe. A
+// goroutine watches the connections meanwhile, waking a few times per
+// timeout; the connections are wrapped, so it suits paths where neither
+// end needs the other to be a *net.TCPConn (HTTP/1.1 CONNECT on the exit).
+func PipeIdle(a, b net.Conn, idle time.Duration) Result {
+	if idle <= 0 {
+		return Pipe(a, b)
+	}
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	done := make(chan struct{})
+	timedOut := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(max(idle/4, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				if now.Sub(time.Unix(0, last.Load())) >= idle {
+					close(timedOut)
+					Abort(a)
+					Abort(b)
+					return
+				}
+			}
+		}
+	}()
+	res := Pipe(&activeConn{Conn: a, last: &last}, &activeConn{Conn: b, last: &last})
+	close(done)
+	wg.Wait()
+	select {
+	case <-timedOut:
+		res.Err = fmt.Errorf("%w: nothing sent or received for %v", ErrIdle, idle)
+	default:
+	}
+	return res
+}
+
+// activeConn records the time of each read and write that moved bytes.
+type activeConn struct {
+	net.Conn
+	last *atomic.Int64
+}
+
+func (c *activeConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (c *activeConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (c *activeConn) CloseWrite() error {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+func (c *activeConn) NetConn() net.Conn { return c.Conn }
 
 // copyHalf copies src to dst until src ends, then closes dst's write half
 // (or all of dst when it cannot half-close). It returns nil after a clean

@@ -200,3 +200,36 @@ func TestAbortPrefersAbortThenTheTCPConnBeneath(t *testing.T) {
 type wrapper struct{ net.Conn }
 
 func (w *wrapper) NetConn() net.Conn { return w.Conn }
+
+func TestPipeIdleAbortsASilentPairAndABusyOneLives(t *testing.T) {
+	client, a := tcpPair(t)
+	b, target := tcpPair(t)
+	defer client.Close()
+	defer target.Close()
+	done := make(chan Result, 1)
+	start := time.Now()
+	go func() { done <- PipeIdle(a, b, 200*time.Millisecond) }()
+	// Busy for a while: bytes every 50ms keep it up.
+	for range 8 {
+		io.WriteString(client, "x")
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case res := <-done:
+		t.Fatalf("a busy pair was cut after %v: %v", time.Since(start), res.Err)
+	default:
+	}
+	// Then silent: both ends are aborted, and the result says why.
+	select {
+	case res := <-done:
+		if !errors.Is(res.Err, ErrIdle) {
+			t.Fatalf("result %v, want ErrIdle", res.Err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a silent pair was never cut")
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(client); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client read to %v after the idle cut, want a reset", err)
+	}
+}

@@ -66,8 +66,8 @@ const (
 // ServeConn serves one client connection whose first byte (0x05) has not
 // been consumed yet: it negotiates, dials the target, replies, and relays
 // both ways with relay.Pipe until both directions end. It closes conn before
-// it returns. Cancelling ctx closes conn, which ends the negotiation, the
-// dial or the relay.
+// it returns. Cancelling ctx closes conn, which ends the negotiation or the
+// dial, or aborts the relay (both connections).
 //
 // ServeConn logs exactly one line when the connection ends, with the
 // client, the target, the bytes sent up (client to target) and down, the
@@ -149,6 +149,13 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	conn.SetDeadline(time.Time{})
 	connected = true
 
+	// Cancelling ctx aborts the relay: both ends see a reset, and a copy
+	// that waits on the target wakes too.
+	stopRelay := context.AfterFunc(ctx, func() {
+		relay.Abort(conn)
+		relay.Abort(dst)
+	})
+	defer stopRelay()
 	res := relay.Pipe(conn, dst)
 	up, down, err = res.AToB, res.BToA, res.Err
 	switch {
