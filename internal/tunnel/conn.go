@@ -61,15 +61,17 @@ const (
 	defaultMaxStreams   = 10000
 	defaultHeaderBytes  = 16 << 10
 	defaultPingTimeout  = 10 * time.Second
-	// connWindow is the connection-level receive window. Credit is returned
-	// on receipt (see the package comment), so it only needs to exceed what
-	// can be in flight on the wire.
-	connWindow      = 1 << 30
-	initialWindow   = 65535 // RFC 9113 §6.9.2
-	maxWindow       = 1<<31 - 1
-	minFrameSize    = 16 << 10
-	maxFrameSizeLim = 1<<24 - 1
+	initialWindow       = 65535 // RFC 9113 §6.9.2
+	maxWindow           = 1<<31 - 1
+	minFrameSize        = 16 << 10
+	maxFrameSizeLim     = 1<<24 - 1
 )
+
+// connWindow is the connection-level receive window. Credit is returned on
+// receipt (see the package comment), so it only needs to exceed what can be
+// in flight on the wire. A variable, so a test can make it small enough to
+// overrun.
+var connWindow int64 = 1 << 30
 
 func (c Config) withDefaults() (Config, error) {
 	if c.StreamWindow == 0 {
@@ -189,6 +191,7 @@ type ownerState struct {
 	sendWindow      int64 // conn-level send credit not yet granted to a stream
 	recvWindow      int64 // conn-level credit the peer has left
 	recvUnacked     int64 // conn-level bytes received, not yet given back
+	connWindow      int64 // the connection-level receive window this side keeps
 	waiters         []*Stream
 	reclaimed       bool // budgets were reclaimed since the conn window last grew
 	cur             *Stream
@@ -263,6 +266,7 @@ func newConn(nc net.Conn, isServer bool, cfg Config) (*Conn, error) {
 		peerInitWindow:  initialWindow,
 		sendWindow:      initialWindow,
 		recvWindow:      connWindow, // our first WINDOW_UPDATE raises it from 65535
+		connWindow:      connWindow,
 		pings:           make(map[[8]byte]pingWait),
 		unackedSettings: 1,
 		emptySince:      time.Now(),
@@ -299,7 +303,7 @@ func NewClientConn(nc net.Conn, cfg Config) (*Conn, error) {
 		{ID: http2.SettingMaxFrameSize, Val: uint32(c.cfg.MaxFrameSize)},
 		{ID: http2.SettingMaxHeaderListSize, Val: uint32(c.cfg.MaxHeaderBytes)},
 	}})
-	c.queueCtrl(&outFrame{kind: frameWindowUpdate, incr: connWindow - initialWindow})
+	c.queueCtrl(&outFrame{kind: frameWindowUpdate, incr: uint32(c.own.connWindow - initialWindow)})
 	c.start()
 	return c, nil
 }
@@ -323,7 +327,7 @@ func Serve(ctx context.Context, nc net.Conn, cfg Config, h Handler) error {
 		{ID: http2.SettingMaxFrameSize, Val: uint32(c.cfg.MaxFrameSize)},
 		{ID: http2.SettingMaxHeaderListSize, Val: uint32(c.cfg.MaxHeaderBytes)},
 	}})
-	c.queueCtrl(&outFrame{kind: frameWindowUpdate, incr: connWindow - initialWindow})
+	c.queueCtrl(&outFrame{kind: frameWindowUpdate, incr: uint32(c.own.connWindow - initialWindow)})
 	c.start()
 	stopped := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {

@@ -77,7 +77,7 @@ func (c *Conn) handleData(m *inMsg) error {
 		// Connection-level credit goes back on receipt.
 		o.recvWindow -= length
 		o.recvUnacked += length
-		if o.recvUnacked >= connWindow/2 {
+		if o.recvUnacked >= o.connWindow/2 {
 			c.queueCtrl(&outFrame{kind: frameWindowUpdate, incr: uint32(o.recvUnacked)})
 			o.recvWindow += o.recvUnacked
 			o.recvUnacked = 0
