@@ -102,8 +102,8 @@ func (o *Options) defaults() error {
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,30}$`)
 
 // Paths of a deployment's local state.
-func (o *Options) dir() string        { return filepath.Join(o.StateDir, o.Name) }
-func (o *Options) certsDir() string   { return filepath.Join(o.dir(), "certs") }
+func (o *Options) dir() string         { return filepath.Join(o.StateDir, o.Name) }
+func (o *Options) certsDir() string    { return filepath.Join(o.dir(), "certs") }
 func (o *Options) agentConfig() string { return filepath.Join(o.dir(), "agent.yaml") }
 
 // Names of a deployment's AWS resources.
