@@ -5,17 +5,24 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 
+	"fluidity/internal/awsconfig"
+	"fluidity/internal/certstore"
+	"fluidity/internal/config"
+	"fluidity/internal/deploy"
 	"fluidity/internal/pki"
 )
 
 func runCerts(ctx context.Context, env Env, args []string) error {
 	usage := func() {
-		fmt.Fprintf(env.Stderr, `Usage: fluidity certs <init|issue-client> [flags]
+		fmt.Fprintf(env.Stderr, `Usage: fluidity certs <init|issue-client|push> [flags]
 
   init          create a private CA, a server certificate and a client certificate
   issue-client  issue one more client certificate from the same CA
+  push          store the exit's CA, certificate and key as one value in SSM or Secrets Manager
 
 Run 'fluidity certs <subcommand> --help' for its flags.
 `)
@@ -29,6 +36,8 @@ Run 'fluidity certs <subcommand> --help' for its flags.
 		return runCertsInit(env, args[1:])
 	case "issue-client":
 		return runCertsIssueClient(env, args[1:])
+	case "push":
+		return runCertsPush(ctx, env, args[1:])
 	case "-h", "--help", "help":
 		usage()
 		return flag.ErrHelp
@@ -121,5 +130,86 @@ machine, so each can be told apart in the exit's logs. Use it with
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "Wrote %s and %s\n", certPath, keyPath)
+	if rec, err := deploy.ReadRecord(cfg.Dir); err == nil {
+		printAccess(env.Stdout, rec)
+	}
+	return nil
+}
+
+// printAccess tells how to let another person's AWS identity use the
+// deployment whose record rec is: the deployment's allowlist, and the
+// agent's policy on that identity.
+func printAccess(w io.Writer, rec *deploy.Record) {
+	fmt.Fprintf(w, `
+This certificate is for the deployment %q in %s, whose exit also checks an AWS identity on every stream.
+The person's AWS identity (ARN below) needs two things:
+  1. to be let in: fluidity aws deploy --stack %s --region %s --allow ARN   (keeps the others: %s)
+  2. the agent's policy, %s:
+       aws iam attach-user-policy --user-name NAME --policy-arn %s          (a user; attach-role-policy for a role)
+       Register-IAMUserPolicy -UserName NAME -PolicyArn %s                  (PowerShell, AWS Tools)
+It lets the identity invoke the control plane's function URL and nothing else.
+`, rec.Name, rec.Region, rec.Name, rec.Region, strings.Join(rec.Allow, ", "), rec.AgentPolicyArn, rec.AgentPolicyArn, rec.AgentPolicyArn)
+}
+
+type certsPushConfig struct {
+	Dir     string `yaml:"dir" help:"directory holding ca.crt, server.crt and server.key (made by 'fluidity certs init')"`
+	Region  string `yaml:"region" help:"the AWS region (default: AWS_REGION or the profile's region)"`
+	Profile string `yaml:"profile" help:"the AWS profile (default: AWS_PROFILE, else the default profile)"`
+}
+
+func (c *certsPushConfig) Validate() error {
+	if c.Dir == "" {
+		return errors.New("dir: required (the directory of 'fluidity certs init')")
+	}
+	return nil
+}
+
+func runCertsPush(ctx context.Context, env Env, args []string) error {
+	cfg := certsPushConfig{}
+	fs := newFlagSet(env, "certs push", "certs push --dir DIR ssm://NAME | secretsmanager://NAME", `
+Store the exit's CA, certificate and key from DIR as one value (the bundle
+that 'fluidity server --certs ssm://NAME' reads): an SSM SecureString of
+the standard tier (free) or a Secrets Manager secret. Nothing is written
+when the value is already there. 'fluidity aws deploy' does this itself.`)
+	l := config.Bind(fs, &cfg)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(env.Stderr, "fluidity certs push: name where to store the bundle: ssm://NAME or secretsmanager://NAME")
+		fs.Usage()
+		return errUsage
+	}
+	if err := l.Load(env.Environ); err != nil {
+		return err
+	}
+	loc, err := certstore.Parse(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	bundle, err := pki.ServerBundle(cfg.Dir)
+	if err != nil {
+		return err
+	}
+	awsCfg, err := awsconfig.Load(ctx, cfg.Profile)
+	if err != nil {
+		return err
+	}
+	if cfg.Region != "" {
+		awsCfg.Region = cfg.Region
+	}
+	changed, _, err := (&certstore.Store{AWS: &awsCfg}).Push(ctx, loc, bundle, "Fluidity exit: CA, certificate and key")
+	if err != nil {
+		return err
+	}
+	if changed {
+		fmt.Fprintf(env.Stdout, "Stored the bundle of %s in %s (%s).\n", cfg.Dir, loc, awsCfg.Region)
+	} else {
+		fmt.Fprintf(env.Stdout, "%s (%s) already holds the bundle of %s.\n", loc, awsCfg.Region, cfg.Dir)
+	}
+	fmt.Fprintf(env.Stdout, "Exit: fluidity server --certs %s\n", loc)
 	return nil
 }

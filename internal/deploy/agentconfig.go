@@ -1,6 +1,8 @@
 package deploy
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,4 +25,43 @@ func writeAgentConfig(o Options, res *Result) error {
 		return err
 	}
 	return os.WriteFile(res.AgentConfig, []byte(b.String()), 0o600)
+}
+
+// Record is what a deployment's directory says of it (deployment.json):
+// facts for the commands that come after deploy, none of them secret.
+type Record struct {
+	Name           string   `json:"name"`
+	Region         string   `json:"region"`
+	FunctionURL    string   `json:"function_url"`
+	AgentPolicyArn string   `json:"agent_policy_arn"`
+	Allow          []string `json:"allow"`
+	Image          string   `json:"image"`
+}
+
+// RecordFile is the name of a deployment's record in its directory.
+const RecordFile = "deployment.json"
+
+func writeRecord(dir string, r Record) error {
+	data, _ := json.MarshalIndent(r, "", "  ")
+	return os.WriteFile(filepath.Join(dir, RecordFile), append(data, '\n'), 0o600)
+}
+
+// ReadRecord reads the record of the deployment whose directory is dir, or
+// whose certificates are in dir (a deployment's certs directory).
+func ReadRecord(dir string) (*Record, error) {
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		data, err := os.ReadFile(filepath.Join(d, RecordFile))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var r Record
+		if err := json.Unmarshal(data, &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(d, RecordFile), err)
+		}
+		return &r, nil
+	}
+	return nil, os.ErrNotExist
 }

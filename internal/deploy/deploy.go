@@ -255,6 +255,10 @@ func Deploy(ctx context.Context, o Options) (*Result, error) {
 	if err := writeAgentConfig(o, res); err != nil {
 		return nil, err
 	}
+	if err := writeRecord(o.dir(), Record{Name: o.Name, Region: res.Region, FunctionURL: res.FunctionURL,
+		AgentPolicyArn: res.AgentPolicyArn, Allow: allow, Image: imageRef}); err != nil {
+		return nil, err
+	}
 	step("wrote the agent's configuration to %s", res.AgentConfig)
 	return res, nil
 }
