@@ -201,7 +201,7 @@ when the value is already there. 'fluidity aws deploy' does this itself.`)
 	if cfg.Region != "" {
 		awsCfg.Region = cfg.Region
 	}
-	changed, _, err := (&certstore.Store{AWS: &awsCfg}).Push(ctx, loc, bundle, "Fluidity exit: CA, certificate and key")
+	changed, _, err := deploy.PushCerts(ctx, awsCfg, loc, bundle, "Fluidity exit: CA, certificate and key")
 	if err != nil {
 		return err
 	}

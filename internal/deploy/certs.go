@@ -18,8 +18,7 @@ func (c *clients) storeCerts(ctx context.Context, o Options, step func(string, .
 	if o.SecretsManager {
 		loc = certstore.Location{Scheme: certstore.SecretsManager, Name: o.certsName()[1:]}
 	}
-	store := &certstore.Store{AWS: &c.cfg}
-	changed, arn, err := store.Push(ctx, loc, bundle, "Fluidity exit "+o.Name+": CA, certificate and key")
+	changed, arn, err := PushCerts(ctx, c.cfg, loc, bundle, "Fluidity exit "+o.Name+": CA, certificate and key")
 	if err != nil {
 		return "", err
 	}

@@ -1,10 +1,12 @@
-package certstore
+package deploy
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -12,29 +14,25 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/smithy-go"
+
+	"fluidity/internal/certstore"
 )
 
-// Push stores data at loc, an SSM SecureString (standard tier) or a
-// Secrets Manager secret, unless it already holds exactly that. It reports
-// whether it wrote, and a secret's ARN (which the exit's role is granted).
-func (s *Store) Push(ctx context.Context, loc Location, data []byte, description string) (changed bool, arn string, err error) {
-	cfg, err := s.awsConfig(ctx)
-	if err != nil {
-		return false, "", fmt.Errorf("%s: %w", loc, err)
-	}
+// PushCerts stores data, the exit's certificate bundle, at loc: an SSM
+// SecureString (standard tier) or a Secrets Manager secret, unless it
+// already holds exactly that. It reports whether it wrote, and a secret's
+// ARN (which the exit's role is granted). The exit reads it with package
+// certstore; writing is the deployer's, and is here.
+func PushCerts(ctx context.Context, cfg aws.Config, loc certstore.Location, data []byte, description string) (changed bool, arn string, err error) {
 	if cfg.Region == "" {
 		return false, "", fmt.Errorf("%s: no AWS region is configured; pass --region or set AWS_REGION", loc)
 	}
-	timeout := s.Timeout
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
 	switch loc.Scheme {
-	case SSM:
+	case certstore.SSM:
 		changed, err = pushParameter(ctx, cfg, loc.Name, data, description)
-	case SecretsManager:
+	case certstore.SecretsManager:
 		changed, arn, err = pushSecret(ctx, cfg, loc.Name, data, description)
 	default:
 		return false, "", fmt.Errorf("%s: unknown scheme %q", loc, loc.Scheme)
@@ -92,16 +90,19 @@ func pushSecret(ctx context.Context, cfg aws.Config, name string, data []byte, d
 	return true, aws.ToString(out.ARN), nil
 }
 
-// explainPush turns an SDK error of Push into one that says what to do.
-func explainPush(loc Location, region string, err error) error {
+// pushTimeout bounds storing a bundle, retries included.
+const pushTimeout = 30 * time.Second
+
+// explainPush turns an SDK error of PushCerts into one that says what to
+// do.
+func explainPush(loc certstore.Location, region string, err error) error {
 	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) && isDenied(apiErr.ErrorCode()) {
+	if errors.As(err, &apiErr) && (strings.Contains(apiErr.ErrorCode(), "AccessDenied") || apiErr.ErrorCode() == "KMSAccessDeniedException") {
 		need := "ssm:GetParameter and ssm:PutParameter on parameter " + loc.Name
-		if loc.Scheme == SecretsManager {
+		if loc.Scheme == certstore.SecretsManager {
 			need = "secretsmanager:GetSecretValue, secretsmanager:CreateSecret and secretsmanager:PutSecretValue on secret " + loc.Name
 		}
-		return &Error{Location: loc, Kind: ErrAccessDenied, Err: err, msg: fmt.Sprintf(
-			"%s: access denied (%s: %s); the AWS identity in use needs %s", loc, apiErr.ErrorCode(), apiErr.ErrorMessage(), need)}
+		return fmt.Errorf("%s: %w (%s: %s); the AWS identity in use needs %s", loc, certstore.ErrAccessDenied, apiErr.ErrorCode(), apiErr.ErrorMessage(), need)
 	}
-	return &Error{Location: loc, Err: err, msg: fmt.Sprintf("%s: write to region %s: %v", loc, region, err)}
+	return fmt.Errorf("%s: write to region %s: %w", loc, region, err)
 }
