@@ -1,0 +1,2 @@
+// Package cfn reads, evaluates and checks CloudFormation templates offline.
+package cfn
