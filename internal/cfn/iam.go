@@ -2,6 +2,7 @@ package cfn
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -458,7 +459,7 @@ func RoleActions(t *Template, spec *Spec) (map[string][]string, error) {
 				for i, p := range pols {
 					if pm, ok := p.(map[string]any); ok {
 						if err := add(id, pm["PolicyDocument"], joinPath(indexPath(joinPath(path, "Policies"), i), "PolicyDocument")); err != nil {
-							return nil, fmt.Errorf("%s: %w", t.Name, err)
+							return nil, t.located(err)
 						}
 					}
 				}
@@ -472,7 +473,7 @@ func RoleActions(t *Template, spec *Spec) (map[string][]string, error) {
 				}
 				mp := t.Resources[ref]
 				if err := add(id, mp.Properties["PolicyDocument"], "Resources."+ref+".Properties.PolicyDocument"); err != nil {
-					return nil, fmt.Errorf("%s: %w", t.Name, err)
+					return nil, t.located(err)
 				}
 			}
 		case "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy":
@@ -480,7 +481,7 @@ func RoleActions(t *Template, spec *Spec) (map[string][]string, error) {
 			for _, ro := range roles {
 				if ref, ok := refName(ro); ok {
 					if err := add(ref, r.Properties["PolicyDocument"], joinPath(path, "PolicyDocument")); err != nil {
-						return nil, fmt.Errorf("%s: %w", t.Name, err)
+						return nil, t.located(err)
 					}
 				}
 			}
@@ -490,6 +491,27 @@ func RoleActions(t *Template, spec *Spec) (map[string][]string, error) {
 		out[role] = sortedKeys(set)
 	}
 	return out, nil
+}
+
+// pathError is an error at a path of a template, given its file and
+// line by Template.located.
+type pathError struct {
+	path, msg string
+}
+
+func (e *pathError) Error() string { return e.path + ": " + e.msg }
+
+func pathErrorf(path, format string, args ...any) error {
+	return &pathError{path: path, msg: fmt.Sprintf(format, args...)}
+}
+
+// located prefixes a pathError with the file and line of its path.
+func (t *Template) located(err error) error {
+	var pe *pathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s:%d: %w", t.Name, t.Line(pe.path), err)
+	}
+	return fmt.Errorf("%s: %w", t.Name, err)
 }
 
 func refName(v any) (string, bool) {
@@ -523,12 +545,12 @@ func allowedActions(doc any, path string, spec *Spec, set map[string]bool) error
 		if isNoValue(doc) {
 			return nil
 		}
-		return fmt.Errorf("%s: a policy document made by %s: its actions are not known", path, name)
+		return pathErrorf(path, "a policy document made by %s: its actions are not known", name)
 	}
 	if s, ok := doc.(string); ok {
 		var d any
 		if err := json.Unmarshal([]byte(s), &d); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			return pathErrorf(path, "%v", err)
 		}
 		doc = d
 	}
@@ -547,7 +569,7 @@ func allowedActions(doc any, path string, spec *Spec, set map[string]bool) error
 					statements(a[1], indexPath(joinPath(path, name), 1))
 					statements(a[2], indexPath(joinPath(path, name), 2))
 				} else if !isNoValue(v) {
-					errs = append(errs, fmt.Errorf("%s: a statement made by %s: its actions are not known", path, name))
+					errs = append(errs, pathErrorf(path, "a statement made by %s: its actions are not known", name))
 				}
 				return
 			}
@@ -555,7 +577,7 @@ func allowedActions(doc any, path string, spec *Spec, set map[string]bool) error
 				return
 			}
 			if _, ok := v["NotAction"]; ok {
-				errs = append(errs, fmt.Errorf("%s: an Allow statement with NotAction grants actions that cannot be listed", path))
+				errs = append(errs, pathErrorf(path, "an Allow statement with NotAction grants actions that cannot be listed"))
 				return
 			}
 			expandActions(v["Action"], joinPath(path, "Action"), spec, set, &errs)
@@ -573,12 +595,12 @@ func expandActions(v any, path string, spec *Spec, set map[string]bool, errs *[]
 	case string:
 		prefix, name, _ := strings.Cut(v, ":")
 		if v == "*" {
-			*errs = append(*errs, fmt.Errorf("%s: the action * grants actions that cannot be listed", path))
+			*errs = append(*errs, pathErrorf(path, "the action * grants actions that cannot be listed"))
 			return
 		}
 		svc := spec.data.services[strings.ToLower(prefix)]
 		if svc == nil {
-			*errs = append(*errs, fmt.Errorf("%s: action %s: the IAM data of %s is not vendored", path, v, prefix))
+			*errs = append(*errs, pathErrorf(path, "action %s: the IAM data of %s is not vendored", v, prefix))
 			return
 		}
 		if strings.ContainsAny(name, "*?") {
@@ -589,7 +611,7 @@ func expandActions(v any, path string, spec *Spec, set map[string]bool, errs *[]
 		}
 		a, ok := svc.actions[strings.ToLower(name)]
 		if !ok {
-			*errs = append(*errs, fmt.Errorf("%s: no action %s", path, v))
+			*errs = append(*errs, pathErrorf(path, "no action %s", v))
 			return
 		}
 		set[svc.prefix+":"+a] = true
@@ -607,8 +629,8 @@ func expandActions(v any, path string, spec *Spec, set map[string]bool, errs *[]
 		if isNoValue(v) {
 			return
 		}
-		*errs = append(*errs, fmt.Errorf("%s: an action made by %s is not known", path, name))
+		*errs = append(*errs, pathErrorf(path, "an action made by %s is not known", name))
 	default:
-		*errs = append(*errs, fmt.Errorf("%s: an action must be a string, not %s", path, kindOf(v)))
+		*errs = append(*errs, pathErrorf(path, "an action must be a string, not %s", kindOf(v)))
 	}
 }

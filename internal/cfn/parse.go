@@ -153,7 +153,8 @@ var shortTags = map[string]string{
 func Parse(name string, data []byte) (*Template, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &ParseError{File: name, Line: yamlErrorLine(err), Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		line, msg := yamlError(err)
+		return nil, &ParseError{File: name, Line: line, Msg: msg}
 	}
 	d := &decoder{file: name, lines: make(map[string]int)}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
@@ -183,23 +184,25 @@ func Parse(name string, data []byte) (*Template, error) {
 	return t, nil
 }
 
-// yamlErrorLine extracts the line from a yaml.v3 error ("yaml: line 3: …").
-func yamlErrorLine(err error) int {
-	var te *yaml.TypeError
+// yamlError splits a yaml.v3 error ("yaml: line 3: …") into its line
+// and message.
+func yamlError(err error) (int, string) {
 	msg := err.Error()
+	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
 		msg = te.Errors[0]
 	}
-	_, rest, ok := strings.Cut(msg, "line ")
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	rest, ok := strings.CutPrefix(msg, "line ")
 	if !ok {
-		return 0
+		return 0, msg
 	}
-	n, _, _ := strings.Cut(rest, ":")
+	n, text, ok := strings.Cut(rest, ": ")
 	l, err := strconv.Atoi(n)
-	if err != nil {
-		return 0
+	if !ok || err != nil {
+		return 0, msg
 	}
-	return l
+	return l, text
 }
 
 // decoder turns yaml.v3 nodes into plain values, recording lines.

@@ -284,9 +284,8 @@ type dbTypeDef struct {
 }
 
 type dbProp struct {
-	Type          dbType   `json:"type"`
-	PreviousTypes []dbType `json:"previousTypes"`
-	Required      bool     `json:"required"`
+	Type     dbType `json:"type"`
+	Required bool   `json:"required"`
 }
 
 type dbType struct {
@@ -358,23 +357,14 @@ func (g *typeGen) props(props map[string]dbProp) (map[string]string, []string, e
 	out := map[string]string{}
 	var required []string
 	for name, p := range props {
-		// A property whose type changed accepts its previous types too:
-		// CloudFormation keeps accepting them.
-		alts := []dbType{p.Type}
-		alts = append(alts, p.PreviousTypes...)
-		var exprs []string
-		for _, a := range alts {
-			e, err := g.expr(a)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", name, err)
-			}
-			for _, part := range strings.Split(e, "|") {
-				if !slices.Contains(exprs, part) {
-					exprs = append(exprs, part)
-				}
-			}
+		// The current type only: previousTypes records what the type
+		// was before the resource provider's schema changed, which
+		// CloudFormation no longer validates against.
+		e, err := g.expr(p.Type)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
 		}
-		out[name] = strings.Join(exprs, "|")
+		out[name] = e
 		if p.Required {
 			required = append(required, name)
 		}
