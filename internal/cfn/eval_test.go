@@ -143,7 +143,8 @@ func TestEvaluateCreatesTheStackInOrder(t *testing.T) {
 		{"Fn::Sub of a parameter", get(t, props["TaskDefinition"], "ContainerDefinitions", 0, "Command", 1), "--listen=:8443"},
 		{"${!Literal} is kept literally", get(t, props["TaskDefinition"], "ContainerDefinitions", 0, "Command", 2), "--note=${NotAVariable}"},
 		{"Fn::If in a list picks a branch", get(t, props["TaskDefinition"], "ContainerDefinitions", 0, "Environment", 0, "Value"), "ssm:///fluidity/exit"},
-		{"an Fn::If item whose condition holds stays", get(t, props["TaskDefinition"], "ContainerDefinitions", 0, "Environment", 1, "Value"), "eu-west-1"},
+		{"an Fn::If item whose condition holds stays", get(t, props["TaskDefinition"], "Tags", 1, "Value"), "ssm"},
+		{"a Ref of AWS::Region", get(t, props["TaskDefinition"], "ContainerDefinitions", 0, "Environment", 1, "Value"), "eu-west-1"},
 		{"Fn::Sub with its own variables", get(t, props["TaskRole"], "Policies", 0, "PolicyDocument", "Statement", 1, "Resource"),
 			"arn:aws:ssm:eu-west-1:111122223333:parameter/fluidity/exit"},
 		{"${Resource.Attribute} in Fn::Sub", get(t, props["ExecutionRole"], "Policies", 0, "PolicyDocument", "Statement", 2, "Resource"),
@@ -195,9 +196,11 @@ func TestEvaluateFollowsConditions(t *testing.T) {
 		t.Error("LongLogs (Or of And of a Condition and the region) is false")
 	}
 	props := cloud.create(t, s)
-	env := get(t, props["TaskDefinition"], "ContainerDefinitions", 0, "Environment").([]any)
-	if len(env) != 1 || get(t, env[0], "Value") != "secretsmanager:///fluidity/exit" {
-		t.Errorf("Environment = %v, want one variable: the AWS::NoValue item dropped", env)
+	if got := get(t, props["TaskDefinition"], "ContainerDefinitions", 0, "Environment", 0, "Value"); got != "secretsmanager:///fluidity/exit" {
+		t.Errorf("FLUIDITY_CERTS = %v, want the true branch", got)
+	}
+	if tags := get(t, props["TaskDefinition"], "Tags").([]any); len(tags) != 1 || get(t, tags[0], "Key") != "app" {
+		t.Errorf("Tags = %v, want one: the AWS::NoValue item dropped", tags)
 	}
 	if got := get(t, props["ExitLogGroup"], "RetentionInDays"); got != 30 {
 		t.Errorf("RetentionInDays = %#v, want the true branch, 30", got)
