@@ -113,7 +113,7 @@ func (c *checker) parameters() {
 				c.report(joinPath(path, "AllowedPattern"), CodeBadValue, "AllowedPattern does not compile: %v", err)
 			}
 		}
-		if p.Default != nil {
+		if p.Default != nil && !strings.HasPrefix(p.Type, "AWS::SSM::Parameter::Value<") {
 			// The default must pass the parameter's own constraints.
 			s := &Stack{t: c.t, env: Env{Parameters: map[string]string{}}, params: map[string]any{}, given: map[string]string{}}
 			if err := s.setParameter(p); err != nil {
@@ -123,12 +123,12 @@ func (c *checker) parameters() {
 	}
 }
 
-// context says where a value is, for the functions allowed there.
-type context int
+// place says where a value is, for the functions allowed there.
+type place int
 
 const (
-	inValue     context = iota // resource properties, outputs
-	inCondition                // the Conditions section
+	inValue     place = iota // resource properties, outputs
+	inCondition              // the Conditions section
 )
 
 func (c *checker) conditions() {
@@ -286,7 +286,7 @@ func (c *checker) cycles() {
 }
 
 // value checks the intrinsic functions in v, found at path.
-func (c *checker) value(v any, path string, ctx context) {
+func (c *checker) value(v any, path string, ctx place) {
 	switch v := v.(type) {
 	case map[string]any:
 		if name, arg, ok := call(v); ok {
@@ -316,7 +316,7 @@ func (c *checker) argList(name string, arg any, n int, path string) ([]any, bool
 	return a, true
 }
 
-func (c *checker) function(name string, arg any, path string, ctx context) {
+func (c *checker) function(name string, arg any, path string, ctx place) {
 	if contains(conditionFunctions, name) {
 		c.report(path, CodeBadFunction, "%s may only be used in the Conditions section", name)
 		return
@@ -398,7 +398,7 @@ func (c *checker) function(name string, arg any, path string, ctx context) {
 }
 
 // ref checks Ref name.
-func (c *checker) ref(name, path string, ctx context) {
+func (c *checker) ref(name, path string, ctx place) {
 	if _, ok := c.t.Parameters[name]; ok {
 		return
 	}
@@ -415,7 +415,7 @@ func (c *checker) ref(name, path string, ctx context) {
 }
 
 // names lists what a Ref may name in ctx, for suggestions.
-func (c *checker) names(ctx context) []string {
+func (c *checker) names(ctx place) []string {
 	names := append(sortedKeys(c.t.Parameters), pseudoParameters...)
 	if ctx == inValue {
 		names = append(names, c.t.order...)
@@ -460,7 +460,7 @@ func suggestOrList(name string, names []string) string {
 	return ""
 }
 
-func (c *checker) sub(arg any, path string, ctx context) {
+func (c *checker) sub(arg any, path string, ctx place) {
 	s, vars, err := subArgs(arg)
 	if err != nil {
 		c.report(path, CodeBadFunction, "%v", err)
@@ -502,7 +502,7 @@ func (c *checker) sub(arg any, path string, ctx context) {
 	}
 }
 
-func (c *checker) findInMap(a []any, path string, ctx context) {
+func (c *checker) findInMap(a []any, path string, ctx place) {
 	for i, v := range a {
 		c.value(v, indexPath(path, i), ctx)
 	}

@@ -14,7 +14,6 @@ import (
 type fakeCloud struct {
 	ids   map[string]string
 	attrs map[string]any // "Logical.Attribute" → value
-	seen  []map[string]any
 }
 
 func newFakeCloud() *fakeCloud {

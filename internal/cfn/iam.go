@@ -15,6 +15,7 @@ const (
 	identityPolicy policyKind = iota // attached to a role, user or group: Resource, no Principal
 	trustPolicy                      // a role's AssumeRolePolicyDocument: Principal, no Resource
 	resourcePolicy                   // on a resource (a bucket, a key): Principal
+	someonesPolicy                   // found by its shape: either kind
 )
 
 // policyProperties names the properties that hold a policy document.
@@ -28,18 +29,16 @@ func (c *checker) policies(r *Resource, path string) {
 	walk = func(v any, path string) {
 		switch v := v.(type) {
 		case map[string]any:
-			if _, _, ok := call(v); ok {
-				if name, arg, _ := call(v); name == fnIf {
-					if a, ok := arg.([]any); ok && len(a) == 3 {
-						walk(a[1], indexPath(joinPath(path, name), 1))
-						walk(a[2], indexPath(joinPath(path, name), 2))
-					}
+			if name, arg, ok := call(v); ok {
+				if a, isList := arg.([]any); name == fnIf && isList && len(a) == 3 {
+					walk(a[1], indexPath(joinPath(path, name), 1))
+					walk(a[2], indexPath(joinPath(path, name), 2))
 				}
 				return
 			}
 			if _, hasStatement := v["Statement"]; hasStatement {
 				if _, hasVersion := v["Version"]; hasVersion {
-					c.policyDocument(v, path, c.policyKindOf(r, ""))
+					c.policyDocument(v, path, someonesPolicy)
 					return
 				}
 			}
@@ -453,38 +452,36 @@ func RoleActions(t *Template, spec *Spec) (map[string][]string, error) {
 	for _, id := range t.order {
 		r := t.Resources[id]
 		path := "Resources." + id + ".Properties"
+		var err error
 		switch r.Type {
 		case "AWS::IAM::Role":
-			if pols, ok := r.Properties["Policies"].([]any); ok {
-				for i, p := range pols {
-					if pm, ok := p.(map[string]any); ok {
-						if err := add(id, pm["PolicyDocument"], joinPath(indexPath(joinPath(path, "Policies"), i), "PolicyDocument")); err != nil {
-							return nil, t.located(err)
-						}
-					}
+			err = eachItem(r.Properties["Policies"], joinPath(path, "Policies"), func(p any, path string) error {
+				pm, ok := p.(map[string]any)
+				if !ok {
+					return pathErrorf(path, "a policy made by an intrinsic function: its actions are not known")
 				}
+				return add(id, pm["PolicyDocument"], joinPath(path, "PolicyDocument"))
+			})
+			if err != nil {
+				break
 			}
-			arns, _ := r.Properties["ManagedPolicyArns"].([]any)
-			for i, a := range arns {
+			err = eachItem(r.Properties["ManagedPolicyArns"], joinPath(path, "ManagedPolicyArns"), func(a any, path string) error {
 				ref, ok := refName(a)
 				if !ok || t.Resources[ref] == nil || t.Resources[ref].Type != "AWS::IAM::ManagedPolicy" {
-					return nil, fmt.Errorf("%s:%d: role %s has the managed policy %s from outside the template: its actions are not known",
-						t.Name, t.Line(indexPath(joinPath(path, "ManagedPolicyArns"), i)), id, describeValue(a))
+					return pathErrorf(path, "the managed policy %s comes from outside the template: its actions are not known", describeValue(a))
 				}
-				mp := t.Resources[ref]
-				if err := add(id, mp.Properties["PolicyDocument"], "Resources."+ref+".Properties.PolicyDocument"); err != nil {
-					return nil, t.located(err)
-				}
-			}
+				return add(id, t.Resources[ref].Properties["PolicyDocument"], "Resources."+ref+".Properties.PolicyDocument")
+			})
 		case "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy":
-			roles, _ := r.Properties["Roles"].([]any)
-			for _, ro := range roles {
+			err = eachItem(r.Properties["Roles"], joinPath(path, "Roles"), func(ro any, _ string) error {
 				if ref, ok := refName(ro); ok {
-					if err := add(ref, r.Properties["PolicyDocument"], joinPath(path, "PolicyDocument")); err != nil {
-						return nil, t.located(err)
-					}
+					return add(ref, r.Properties["PolicyDocument"], joinPath(path, "PolicyDocument"))
 				}
-			}
+				return nil // a role outside the template, by name
+			})
+		}
+		if err != nil {
+			return nil, t.located(err)
 		}
 	}
 	for role, set := range sets {
@@ -512,6 +509,45 @@ func (t *Template) located(err error) error {
 		return fmt.Errorf("%s:%d: %w", t.Name, t.Line(pe.path), err)
 	}
 	return fmt.Errorf("%s: %w", t.Name, err)
+}
+
+// eachItem calls fn for each item of the list v, in both branches of any
+// Fn::If around the list or an item, leaving out AWS::NoValue.
+func eachItem(v any, path string, fn func(item any, path string) error) error {
+	if v == nil {
+		return nil
+	}
+	return alternatives(v, path, func(v any, path string) error {
+		list, ok := v.([]any)
+		if !ok {
+			return pathErrorf(path, "want a list, not %s", kindOf(v))
+		}
+		for i, item := range list {
+			if err := alternatives(item, indexPath(path, i), fn); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// alternatives calls fn for each value v may take: v, or each branch of
+// an Fn::If, recursively, leaving out AWS::NoValue.
+func alternatives(v any, path string, fn func(v any, path string) error) error {
+	if isNoValue(v) {
+		return nil
+	}
+	if name, arg, ok := call(v); ok && name == fnIf {
+		if a, isList := arg.([]any); isList && len(a) == 3 {
+			for i := 1; i <= 2; i++ {
+				if err := alternatives(a[i], indexPath(joinPath(path, name), i), fn); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	return fn(v, path)
 }
 
 func refName(v any) (string, bool) {

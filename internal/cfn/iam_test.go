@@ -46,6 +46,18 @@ Resources:
               - {Effect: Allow, Action: ["SSM:getparameter*", "ECS:runtask"], Resource: "*"}
               - {Effect: Deny, Action: ecs:StopTask, Resource: "*"}
 `, []string{"ecs:RunTask", "ssm:GetParameter", "ssm:GetParameterHistory", "ssm:GetParameters", "ssm:GetParametersByPath"}},
+		{"policies and managed policies under Fn::If count in both branches", head + `
+      Policies:
+        - !If
+          - C
+          - {PolicyName: a, PolicyDocument: {Version: "2012-10-17", Statement: [{Effect: Allow, Action: ecs:RunTask, Resource: "*"}]}}
+          - !Ref AWS::NoValue
+      ManagedPolicyArns: !If [C, [!Ref Managed], []]
+  Managed:
+    Type: AWS::IAM::ManagedPolicy
+    Properties:
+      PolicyDocument: {Version: "2012-10-17", Statement: [{Effect: Allow, Action: ecs:StopTask, Resource: "*"}]}
+`, []string{"ecs:RunTask", "ecs:StopTask"}},
 		{"an AWS::IAM::Policy names its roles", head + `
   Extra:
     Type: AWS::IAM::Policy
@@ -72,7 +84,7 @@ Resources:
 	}{
 		{"an AWS managed policy", head + `
       ManagedPolicyArns: [arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy]
-`, "t.yaml:8: role Role has the managed policy arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy from outside the template"},
+`, "t.yaml:8: Resources.Role.Properties.ManagedPolicyArns[0]: the managed policy arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy comes from outside the template"},
 		{"NotAction in an Allow", head + `
       Policies:
         - {PolicyName: p, PolicyDocument: {Version: "2012-10-17", Statement: [{Effect: Allow, NotAction: iam:*, Resource: "*"}]}}
