@@ -37,7 +37,8 @@
 // fit its actions, whether a condition key applies to the statement's
 // actions, whether a referenced resource's condition holds wherever it is
 // referenced, the Rules and Transform sections, and anything a service
-// checks only when called.
+// checks only when called. AllowedPattern is read as a Go (RE2) regular
+// expression, which lacks the lookarounds of CloudFormation's.
 //
 // # The vendored specification
 //

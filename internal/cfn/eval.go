@@ -58,7 +58,8 @@ type Env struct {
 // A Stack is a template evaluated with an Env: its parameters checked
 // and set, its conditions decided, its resources ordered. Properties and
 // Outputs resolve intrinsic functions on demand, against the Env's
-// physical IDs and attributes at the time of the call.
+// physical IDs and attributes at the time of the call. A Stack is safe
+// for concurrent use while nothing writes to its Env's PhysicalIDs.
 type Stack struct {
 	t   *Template
 	env Env

@@ -69,7 +69,9 @@ type Resource struct {
 	Condition           string
 	DeletionPolicy      string
 	UpdateReplacePolicy string
-	Metadata            any
+	UpdatePolicy        any // as written, nil when absent
+	CreationPolicy      any // as written, nil when absent
+	Metadata            any // as written, nil when absent
 	Line                int
 }
 
@@ -575,7 +577,8 @@ func (p *templateParser) resource(id string, v any) error {
 	if !ok {
 		return p.fail(path, "a resource must be a mapping, not %s", kindOf(v))
 	}
-	r := &Resource{LogicalID: id, Line: p.t.Line(path), Metadata: m["Metadata"]}
+	r := &Resource{LogicalID: id, Line: p.t.Line(path), Metadata: m["Metadata"],
+		UpdatePolicy: m["UpdatePolicy"], CreationPolicy: m["CreationPolicy"]}
 	if !isAlphanumeric(id) {
 		p.problem(path, CodeBadValue, "logical ID %q must be alphanumeric", id)
 	}

@@ -187,6 +187,13 @@ func TestVendoredSpec(t *testing.T) {
 			}
 		}
 	})
+	t.Run("holds every resource type the good fixture uses", func(t *testing.T) {
+		for _, r := range parseFile(t, "good.yaml").Resources {
+			if !spec.HasResourceType(r.Type) {
+				t.Errorf("no %s (resource %s)", r.Type, r.LogicalID)
+			}
+		}
+	})
 	// The fixtures pass Check against this spec: see TestCheckGood.
 }
 
