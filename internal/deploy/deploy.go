@@ -59,8 +59,6 @@ type Options struct {
 	Spot bool
 	// DailyLimit, if set, caps each identity's exit time per day.
 	DailyLimit time.Duration
-	// ExitPort is the exit's port. If zero, 8443 is used.
-	ExitPort int
 
 	// Out receives the progress, for a person.
 	Out io.Writer
@@ -83,9 +81,6 @@ func (o *Options) defaults() error {
 			return fmt.Errorf("state directory: %w; pass --state-dir", err)
 		}
 		o.StateDir = filepath.Join(dir, "fluidity")
-	}
-	if o.ExitPort == 0 {
-		o.ExitPort = 8443
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 3 * time.Second
@@ -155,6 +150,10 @@ func (o *Options) clients(ctx context.Context) (*clients, error) {
 	}, nil
 }
 
+// exitPort is the port of a deployed exit, fixed in its template (its
+// security group opens only that port).
+const exitPort = 8443
+
 var regionRE = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
 
 // Result is what Deploy made.
@@ -216,7 +215,6 @@ func Deploy(ctx context.Context, o Options) (*Result, error) {
 		"CertsName":      o.certsName(),
 		"CertsStore":     store,
 		"CertsSecretArn": certsSecretArn,
-		"ExitPort":       fmt.Sprint(o.ExitPort),
 		"IamAllow":       strings.Join(allow, ","),
 	}, step)
 	if err != nil {
@@ -235,7 +233,7 @@ func Deploy(ctx context.Context, o Options) (*Result, error) {
 		"TaskRoleArn":          exitOut["TaskRoleArn"],
 		"ExecutionRoleArn":     exitOut["ExecutionRoleArn"],
 		"Allow":                strings.Join(allow, ","),
-		"ExitPort":             fmt.Sprint(o.ExitPort),
+		"ExitPort":             fmt.Sprint(exitPort),
 		"Spot":                 fmt.Sprint(o.Spot),
 		"DailyLimit":           o.DailyLimit.String(),
 		"ReservedConcurrency":  fmt.Sprint(reserved),
