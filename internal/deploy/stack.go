@@ -139,7 +139,7 @@ func (c *clients) waitStack(ctx context.Context, o Options, name, token string) 
 			if r := aws.ToString(e.ResourceStatusReason); r != "" {
 				reason = ": " + r
 			}
-			fmt.Fprintf(o.Out, "    %-28s %-36s %s%s\n", aws.ToString(e.ResourceType), aws.ToString(e.LogicalResourceId), e.ResourceStatus, reason)
+			fmt.Fprintf(o.Out, "    %-38s %-22s %s%s\n", aws.ToString(e.ResourceType), aws.ToString(e.LogicalResourceId), e.ResourceStatus, reason)
 			if firstFailure == "" && strings.HasSuffix(string(e.ResourceStatus), "_FAILED") && aws.ToString(e.ResourceStatusReason) != "" &&
 				!strings.Contains(aws.ToString(e.ResourceStatusReason), "Resource creation cancelled") {
 				firstFailure = fmt.Sprintf("%s %s: %s", aws.ToString(e.ResourceType), aws.ToString(e.LogicalResourceId), aws.ToString(e.ResourceStatusReason))
