@@ -65,8 +65,8 @@ type Task struct {
 	Command       []string
 	DefinitionEnv map[string]string
 	Image         string
-	MetadataURI              string            // the value of ECS_CONTAINER_METADATA_URI_V4 for the task's container
-	Caller                   string            // ARN of the identity that called RunTask
+	MetadataURI   string // the value of ECS_CONTAINER_METADATA_URI_V4 for the task's container
+	Caller        string // ARN of the identity that called RunTask
 }
 
 func (t Task) clone() Task {
