@@ -50,6 +50,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		{"--help"}, {"up", "--help"}, {"agent", "--help"}, {"server", "--help"}, {"token", "--help"},
 		{"certs", "--help"}, {"certs", "init", "--help"}, {"certs", "issue-client", "--help"}, {"version", "--help"},
 		{"wake", "--help"}, {"stop", "--help"}, {"lambda", "--help"}, {"status", "--help"},
+		{"aws", "--help"}, {"aws", "deploy", "--help"}, {"aws", "destroy", "--help"}, {"certs", "push", "--help"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			code, _, stderr := run(t, nil, args...)

@@ -261,3 +261,24 @@ func TestAStackThatFailedToBeCreatedIsMadeAgain(t *testing.T) {
 		t.Fatalf("the stack is %s", status)
 	}
 }
+
+func TestNoSecretLeavesThroughOutputsOrProgress(t *testing.T) {
+	w := newWorld(t)
+	var out bytes.Buffer
+	if _, err := Deploy(ctxT(t), w.options(&out)); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out.String())
+	}
+	key, err := os.ReadFile(filepath.Join(w.state, "fluidity", "certs", pki.ServerKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := strings.TrimSpace(strings.Split(string(key), "\n")[1]) // a line of the key's base64
+	if strings.Contains(out.String(), secret) || strings.Contains(out.String(), "PRIVATE KEY") {
+		t.Fatal("deploy's progress shows the exit's private key")
+	}
+	for _, call := range w.cloud.Calls() {
+		if strings.HasPrefix(call.Op, "cloudformation:") && (bytes.Contains(call.Body, []byte("PRIVATE")) || bytes.Contains(call.Body, []byte(secret))) {
+			t.Fatalf("the key went to CloudFormation in %s", call.Op)
+		}
+	}
+}
