@@ -611,8 +611,8 @@ func (c *Cloud) deleteResources(s *stack, ids []string, token string) bool {
 		}
 		c.mu.Lock()
 		c.eventLocked(s, id, r.physicalID, r.typ, "DELETE_IN_PROGRESS", "", token)
-		if err := c.unmaterializeLocked(r); err != nil {
-			c.eventLocked(s, id, r.physicalID, r.typ, "DELETE_FAILED", err.Error(), token)
+		if refusal := c.unmaterializeLocked(r); refusal != "" {
+			c.eventLocked(s, id, r.physicalID, r.typ, "DELETE_FAILED", refusal, token)
 			ok = false
 		} else {
 			delete(s.resources, id)

@@ -129,13 +129,14 @@ func (c *Cloud) materializeLocked(s *stack, id, typ string, props map[string]any
 	return r, nil
 }
 
-// unmaterializeLocked deletes a stack resource.
-func (c *Cloud) unmaterializeLocked(r *stackResource) error {
+// unmaterializeLocked deletes a stack resource, or says as CloudFormation
+// would why it cannot ("" when it could).
+func (c *Cloud) unmaterializeLocked(r *stackResource) (refusal string) {
 	switch r.typ {
 	case "AWS::ECS::Cluster":
 		for _, t := range c.tasks {
 			if t.clusterName == r.physicalID && t.LastStatus != statusStopped {
-				return fmt.Errorf("The Cluster cannot be deleted while Tasks are active. (Service: AmazonECS; Status Code: 400; Error Code: ClusterContainsTasksException)")
+				return "The Cluster cannot be deleted while Tasks are active. (Service: AmazonECS; Status Code: 400; Error Code: ClusterContainsTasksException)"
 			}
 		}
 		delete(c.clusters, r.physicalID)
@@ -146,7 +147,7 @@ func (c *Cloud) unmaterializeLocked(r *stackResource) error {
 	case "AWS::Lambda::Function":
 		delete(c.functions, r.physicalID)
 	}
-	return nil
+	return ""
 }
 
 func asList(v any) []any {
