@@ -1,11 +1,17 @@
 package deploy
 
 import (
+	"archive/tar"
+	"archive/zip"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,12 +20,16 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecr"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"fluidity/internal/awsfake"
+	"fluidity/internal/image"
 	"fluidity/internal/pki"
 )
 
@@ -280,5 +290,122 @@ func TestNoSecretLeavesThroughOutputsOrProgress(t *testing.T) {
 		if strings.HasPrefix(call.Op, "cloudformation:") && (bytes.Contains(call.Body, []byte("PRIVATE")) || bytes.Contains(call.Body, []byte(secret))) {
 			t.Fatalf("the key went to CloudFormation in %s", call.Op)
 		}
+	}
+}
+
+func TestDeployWithSecretsManagerAndMorePeople(t *testing.T) {
+	w := newWorld(t)
+	var out bytes.Buffer
+	o := w.options(&out)
+	o.SecretsManager = true
+	o.Allow = []string{"arn:aws:iam::111122223333:user/anna", "444455556666"}
+	if _, err := Deploy(ctxT(t), o); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out.String())
+	}
+	fn, _ := w.cloud.LambdaFunction("fluidity")
+	want := deployerArn + ",arn:aws:iam::111122223333:user/anna,444455556666"
+	if fn.Env["FLUIDITY_ALLOW"] != want {
+		t.Fatalf("the control plane allows %q, want %q", fn.Env["FLUIDITY_ALLOW"], want)
+	}
+	// The exit's task definition reads the secret and lets the same people in.
+	task := w.runExitTask(t)
+	if task.DefinitionEnv["FLUIDITY_IAM_ALLOW"] != want || !slicesContain(task.Command, "secretsmanager://arn:aws:secretsmanager:") {
+		t.Fatalf("the exit's task definition: %v %v", task.Command, task.DefinitionEnv)
+	}
+	if !strings.Contains(out.String(), "stored the exit's certificates in secretsmanager://fluidity/fluidity/exit-certs") {
+		t.Fatalf("deploy's progress:\n%s", out.String())
+	}
+	if _, err := Deploy(ctxT(t), w.options(&out)); err != nil { // and back to SSM
+		t.Fatalf("deploy back to SSM: %v", err)
+	}
+}
+
+// runExitTask starts a task of the deployment's exit, as the control plane
+// would, and returns it as the fake ran it.
+func (w *world) runExitTask(t *testing.T) awsfake.Task {
+	t.Helper()
+	w.cloud.SetHold(true)
+	fn, _ := w.cloud.LambdaFunction("fluidity")
+	out, err := ecs.NewFromConfig(w.cfg).RunTask(ctxT(t), &ecs.RunTaskInput{
+		Cluster: aws.String(fn.Env["FLUIDITY_CLUSTER"]), TaskDefinition: aws.String(fn.Env["FLUIDITY_TASK_DEFINITION"]),
+		LaunchType: ecstypes.LaunchTypeFargate,
+		NetworkConfiguration: &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{
+			Subnets: strings.Split(fn.Env["FLUIDITY_SUBNETS"], ","), SecurityGroups: []string{fn.Env["FLUIDITY_SECURITY_GROUPS"]}}},
+	})
+	if err != nil {
+		t.Fatalf("RunTask with the deployment's settings: %v", err)
+	}
+	task, _ := w.cloud.Task(aws.ToString(out.Tasks[0].TaskArn))
+	return task
+}
+
+func slicesContain(list []string, prefix string) bool {
+	for _, s := range list {
+		if strings.HasPrefix(s, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDeployCopiesAnImageGiven(t *testing.T) {
+	w := newWorld(t)
+	// An image someone built and pushed elsewhere.
+	src := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer src.Close()
+	built, err := image.Build(armELF(), "v1.0.0-theirs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := strings.TrimPrefix(src.URL, "http://") + "/theirs/fluidity:v1"
+	if _, _, err := image.Push(ctxT(t), built, ref, authn.Anonymous); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	o := w.options(&out)
+	o.ExitBinary, o.Image = "", ref
+	res, err := Deploy(ctxT(t), o)
+	if err != nil {
+		t.Fatalf("deploy with --image: %v\n%s", err, out.String())
+	}
+	d, _ := built.Digest()
+	if !strings.HasPrefix(res.Image, w.cloud.RegistryHost()+"/fluidity@") || !strings.HasSuffix(res.Image, d.String()) {
+		t.Fatalf("the deployment runs %s; want the given image (%s) copied into its repository", res.Image, d)
+	}
+}
+
+func TestReadBinaryFromReleaseArchives(t *testing.T) {
+	bin := armELF()
+	dir := t.TempDir()
+	var tgz bytes.Buffer
+	zw := gzip.NewWriter(&tgz)
+	tw := tar.NewWriter(zw)
+	tw.WriteHeader(&tar.Header{Name: "fluidity_linux_arm64/README.md", Mode: 0o644, Size: 5})
+	tw.Write([]byte("hello"))
+	tw.WriteHeader(&tar.Header{Name: "fluidity_linux_arm64/fluidity", Mode: 0o755, Size: int64(len(bin))})
+	tw.Write(bin)
+	tw.Close()
+	zw.Close()
+	var zbuf bytes.Buffer
+	zwr := zip.NewWriter(&zbuf)
+	f, _ := zwr.Create("fluidity")
+	f.Write(bin)
+	zwr.Close()
+	var empty bytes.Buffer
+	ez := zip.NewWriter(&empty)
+	ez.Create("README.md")
+	ez.Close()
+	for name, data := range map[string][]byte{"fluidity.tar.gz": tgz.Bytes(), "fluidity.zip": zbuf.Bytes(), "fluidity": bin} {
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, data, 0o644)
+		got, err := readBinary(path)
+		if err != nil || !bytes.Equal(got, bin) {
+			t.Errorf("readBinary(%s): %d bytes, %v", name, len(got), err)
+		}
+	}
+	path := filepath.Join(dir, "other.zip")
+	os.WriteFile(path, empty.Bytes(), 0o644)
+	if _, err := readBinary(path); !errors.Is(err, errNoBinaryInArchive) {
+		t.Errorf("an archive without the binary: %v", err)
 	}
 }
