@@ -166,16 +166,26 @@ type Result struct {
 	Region         string
 }
 
-// Deploy creates or updates the deployment (see the package comment).
-func Deploy(ctx context.Context, o Options) (*Result, error) {
+// begin fills in o's defaults and returns its clients and the function
+// that reports a step of the work to o.Out.
+func (o *Options) begin(ctx context.Context) (*clients, func(string, ...any), error) {
 	if err := o.defaults(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c, err := o.clients(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	step := func(format string, args ...any) { fmt.Fprintf(o.Out, "• "+format+"\n", args...) }
+	return c, step, nil
+}
+
+// Deploy creates or updates the deployment (see the package comment).
+func Deploy(ctx context.Context, o Options) (*Result, error) {
+	c, step, err := o.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
 
 	caller, err := c.whoAmI(ctx)
 	if err != nil {

@@ -23,14 +23,10 @@ import (
 // of what will go; Destroy does nothing unless it says yes. It returns what
 // it left, and why.
 func Destroy(ctx context.Context, o Options, confirm func(what string) bool) (left []string, err error) {
-	if err := o.defaults(); err != nil {
-		return nil, err
-	}
-	c, err := o.clients(ctx)
+	c, step, err := o.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
-	step := func(format string, args ...any) { fmt.Fprintf(o.Out, "• "+format+"\n", args...) }
 	what := fmt.Sprintf("the deployment %q in %s: the stacks %s and %s (the exit's network, cluster, roles and logs; the control plane's function, URL and schedule), "+
 		"the image repository %s, the exit's certificates %s and any exit task still running",
 		o.Name, c.region, o.controlStack(), o.exitStack(), o.repository(), o.certsName())
