@@ -24,6 +24,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"fluidity/internal/acceptloop"
 )
 
 // Config configures a Server. A zero Config serves /healthz, an always
@@ -159,7 +161,9 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 			srv.Close()
 		}
 	})
-	err := srv.Serve(ln)
+	// http.Server retries temporary accept failures too, but logs each
+	// one; acceptloop logs a run of them once.
+	err := srv.Serve(acceptloop.New(ln, log))
 	if !stop() {
 		<-done
 	}

@@ -276,7 +276,7 @@ func runServer(ctx context.Context, env Env, args []string) error {
 	if adminLn != nil {
 		log.Info("admin listening", "addr", adminLn.Addr().String(), "pprof", cfg.AdminPprof)
 	}
-	acfg := admin.Config{Gatherer: reg, Pprof: cfg.AdminPprof, Logger: log, Status: func() any {
+	acfg := admin.Config{Gatherer: reg, Pprof: cfg.AdminPprof, Logger: log, Ready: srv.Ready, Status: func() any {
 		return newExitReport(srv, cfg.idlePolicy(), lease, time.Now())
 	}}
 	return serveWithAdmin(ctx, adminLn, acfg, func(ctx context.Context) error {

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"fluidity/internal/acceptloop"
 	"fluidity/internal/metrics"
 	"fluidity/internal/pki"
 	"fluidity/internal/relay"
@@ -111,11 +112,12 @@ type Server struct {
 
 	obs Observer // immutable after New; never nil
 
-	start   time.Time      // immutable after New
-	wg      sync.WaitGroup // one per connection goroutine
-	streams atomic.Int64   // open tunnel streams
-	total   atomic.Int64   // streams served
-	lastAct atomic.Int64   // unix nanos of the last stream start or end
+	start   time.Time                           // immutable after New
+	wg      sync.WaitGroup                      // one per connection goroutine
+	streams atomic.Int64                        // open tunnel streams
+	total   atomic.Int64                        // streams served
+	lastAct atomic.Int64                        // unix nanos of the last stream start or end
+	accept  atomic.Pointer[acceptloop.Listener] // set by Serve
 
 	mu        sync.Mutex
 	links     int            // guarded by mu; accepted connections open
@@ -178,9 +180,13 @@ func (s *Server) LastActivity() time.Time { return time.Unix(0, s.lastAct.Load()
 
 // Serve accepts connections on ln until ctx ends, then stops accepting,
 // lets open streams drain for up to ShutdownTimeout and returns after every
-// connection has been closed.
+// connection has been closed. Temporary accept failures (the process out
+// of file descriptors) are retried with backoff, and reported by Ready
+// while they last.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	al := acceptloop.New(ln, s.log)
+	s.accept.Store(al)
+	stop := context.AfterFunc(ctx, func() { al.Close() })
 	defer stop()
 	// When ctx ends, HTTP/2 connections send GOAWAY and drain for up to
 	// ShutdownTimeout (see tunnel.Config); HTTP/1.1 tunnels get the same
@@ -192,26 +198,28 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		t.Stop()
 		cancelHard()
 	}()
-	var delay time.Duration
 	for {
-		nc, err := ln.Accept()
+		nc, err := al.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				s.log.Info("exit server stopping", "open_streams", s.streams.Load())
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = max(5*time.Millisecond, min(2*delay, time.Second))
-				time.Sleep(delay)
-				continue
-			}
 			return fmt.Errorf("exit: accept: %w", err)
 		}
-		delay = 0
 		s.wg.Add(1)
 		go s.serveConn(ctx, hardCtx, nc)
 	}
+}
+
+// Ready reports why the server cannot take new connections, or nil: while
+// accepting them fails (out of file descriptors), the error says so.
+func (s *Server) Ready() error {
+	al := s.accept.Load()
+	if al == nil {
+		return errors.New("the exit is not serving yet")
+	}
+	return al.Err()
 }
 
 // serveConn serves one connection. ctx ends when the server begins to stop;
