@@ -177,7 +177,7 @@ func TestUpServesAndStopsCleanly(t *testing.T) {
 	stdout := &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, Env{Stdout: stdout, Stderr: io.Discard}, []string{"up", "--state-dir", t.TempDir(), "--listen", proxyAddr})
+		done <- Main(ctx, Env{Stdout: stdout, Stderr: io.Discard}, []string{"up", "--state-dir", t.TempDir(), "--listen", proxyAddr, "--allow-private"})
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(stdout.String(), "Press Ctrl-C") {
