@@ -72,6 +72,7 @@ type serverConfig struct {
 	MaxStreams        int             `yaml:"max_streams" help:"open streams allowed per agent link"`
 	MaxLinks          int             `yaml:"max_links" help:"client connections open at once (HTTP/2 links and HTTP/1.1 CONNECT connections); more are refused after the TLS handshake"`
 	MaxLinksPerClient int             `yaml:"max_links_per_client" help:"HTTP/2 links open at once per client certificate name; more are refused with GOAWAY and the reason"`
+	MaxTunnels        int             `yaml:"max_tunnels_per_client" help:"HTTP/1.1 CONNECT connections (one tunnel each, as curl and browsers open them) open at once per client certificate name, and per IAM identity when IAM checks are on; more get 429 and the reason"`
 	LinkIdleTimeout   time.Duration   `yaml:"link_idle_timeout" help:"close a link that has had no open stream for this long (0: never; agents reconnect at once, so this only sheds abandoned links)"`
 	StreamIdleTimeout time.Duration   `yaml:"stream_idle_timeout" help:"reset a stream that has sent and received nothing for this long (0: never; a quiet SSH session is a legitimate stream)"`
 	PingInterval      time.Duration   `yaml:"ping_interval" help:"how often to check that an agent link is alive"`
@@ -120,6 +121,7 @@ func defaultServerConfig() serverConfig {
 		MaxStreams:        10000,
 		MaxLinks:          1024,
 		MaxLinksPerClient: 8,
+		MaxTunnels:        64,
 		PingInterval:      30 * time.Second,
 		PingTimeout:       15 * time.Second,
 		ShutdownTimeout:   10 * time.Second,
@@ -161,6 +163,9 @@ func (c *serverConfig) Validate() error {
 	}
 	if c.MaxLinksPerClient < 1 {
 		return errors.New("max_links_per_client: must be at least 1 (default 8)")
+	}
+	if c.MaxTunnels < 1 {
+		return errors.New("max_tunnels_per_client: must be at least 1 (default 64)")
 	}
 	if c.LinkIdleTimeout < 0 || c.StreamIdleTimeout < 0 {
 		return errors.New("link_idle_timeout, stream_idle_timeout: must not be negative (0 turns them off)")
@@ -272,7 +277,7 @@ func runServer(ctx context.Context, env Env, args []string) error {
 		log.Info("the exit stops when idle", "exit_when_idle", idle.After, "exit_when_unused", idle.Unused)
 	}
 	log.Info("exit server listening", "addr", ln.Addr().String(), "allow_private", cfg.AllowPrivate,
-		"max_links", cfg.MaxLinks, "max_links_per_client", cfg.MaxLinksPerClient, "max_streams", cfg.MaxStreams)
+		"max_links", cfg.MaxLinks, "max_links_per_client", cfg.MaxLinksPerClient, "max_tunnels_per_client", cfg.MaxTunnels, "max_streams", cfg.MaxStreams)
 	if adminLn != nil {
 		log.Info("admin listening", "addr", adminLn.Addr().String(), "pprof", cfg.AdminPprof)
 	}
@@ -364,11 +369,12 @@ func newExit(cfg serverConfig, log *slog.Logger, obs exit.Observer) (srv *exit.S
 			LinkIdleTimeout:   cfg.LinkIdleTimeout,
 			StreamIdleTimeout: cfg.StreamIdleTimeout,
 		},
-		MaxLinks:          cfg.MaxLinks,
-		MaxLinksPerClient: cfg.MaxLinksPerClient,
-		Authorize:         authorize,
-		Observer:          obs,
-		Logger:            log,
+		MaxLinks:            cfg.MaxLinks,
+		MaxLinksPerClient:   cfg.MaxLinksPerClient,
+		MaxTunnelsPerClient: cfg.MaxTunnels,
+		Authorize:           authorize,
+		Observer:            obs,
+		Logger:              log,
 	})
 	if err != nil {
 		closeIAM()

@@ -64,6 +64,11 @@ type Config struct {
 	// exit that is going away drains), so a few more allow a handful of
 	// agents sharing a certificate. If zero, 8 is used.
 	MaxLinksPerClient int
+	// MaxTunnelsPerClient bounds the HTTP/1.1 CONNECT connections (each one
+	// tunnel) open at once per client certificate name and, when Authorize
+	// returns an identity, per identity. More get 429. If zero, 64: a
+	// browser opens at most 32 connections to one proxy.
+	MaxTunnelsPerClient int
 	// Observer, if set, is told about handshakes, links and streams, for
 	// metrics.
 	Observer Observer
@@ -80,7 +85,8 @@ type Observer interface {
 	// (pki.HandshakeFailure).
 	HandshakeFailed(reason string)
 	// LinkRefused reports a connection refused after its handshake because
-	// a limit was reached: "max_links" or "max_links_per_client".
+	// a limit was reached: "max_links", "max_links_per_client" or
+	// "max_tunnels_per_client".
 	LinkRefused(reason string)
 	// LinkOpened and LinkClosed bracket an accepted connection.
 	LinkOpened()
@@ -122,6 +128,7 @@ type Server struct {
 	mu        sync.Mutex
 	links     int            // guarded by mu; accepted connections open
 	perClient map[string]int // guarded by mu; HTTP/2 links open per client certificate name
+	tunnels   map[string]int // guarded by mu; HTTP/1.1 connections open per certificate name ("cert:NAME") and identity ("id:ARN")
 }
 
 // New checks cfg and returns a Server.
@@ -156,14 +163,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxLinksPerClient == 0 {
 		cfg.MaxLinksPerClient = 8
 	}
-	if cfg.MaxLinks < 0 || cfg.MaxLinksPerClient < 0 {
+	if cfg.MaxTunnelsPerClient == 0 {
+		cfg.MaxTunnelsPerClient = 64
+	}
+	if cfg.MaxLinks < 0 || cfg.MaxLinksPerClient < 0 || cfg.MaxTunnelsPerClient < 0 {
 		return nil, errors.New("exit: negative link limit")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Tunnel.Logger = cfg.Logger
-	s := &Server{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, perClient: make(map[string]int)}
+	s := &Server{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, perClient: make(map[string]int), tunnels: make(map[string]int)}
 	if s.obs == nil {
 		s.obs = nopObserver{}
 	}
@@ -254,8 +264,7 @@ func (s *Server) serveConn(ctx, hardCtx context.Context, nc net.Conn) {
 	h2 := state.NegotiatedProtocol == "h2"
 	release, refusal := s.admitLink(cc.identity, h2)
 	if refusal != nil {
-		s.obs.LinkRefused(refusal.reason)
-		s.log.Warn("link refused", "client", cc.identity, "remote", cc.remote, "reason", refusal.reason, "err", refusal.msg)
+		cc.refused(refusal)
 		refuseLink(tc, h2, refusal)
 		return
 	}
@@ -277,6 +286,12 @@ type clientConn struct {
 	s        *Server
 	identity string // client certificate common name
 	remote   string
+}
+
+// refused counts and logs a refusal of the connection by a limit.
+func (cc *clientConn) refused(r *linkRefusal) {
+	cc.s.obs.LinkRefused(r.reason)
+	cc.s.log.Warn("link refused", "client", cc.identity, "remote", cc.remote, "reason", r.reason, "err", r.msg)
 }
 
 // serveStream serves one HTTP/2 CONNECT stream.

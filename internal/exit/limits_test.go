@@ -2,8 +2,10 @@ package exit
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"fluidity/internal/metrics"
+	"fluidity/internal/pki"
 )
 
 // recorder is an Observer that counts what it is told.
@@ -157,5 +160,90 @@ func TestHandshakeFailuresAreReported(t *testing.T) {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		return rec.handshakes["no client certificate"] == 1
+	})
+}
+
+// openTunnel opens an HTTP/1.1 CONNECT tunnel to target with cfg and returns
+// the connection and the exit's answer.
+func openTunnel(t *testing.T, addr, target string, cfg *tls.Config) (*tls.Conn, *http.Response) {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n"))
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Time{})
+	return c, resp
+}
+
+// otherClientTLS is the TLS configuration of a second client, "phone",
+// issued by the fixture's CA.
+func (f *fixture) otherClientTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	certFile, keyFile, err := pki.IssueClient(f.dir, "phone", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pki.ClientConfig(certFile, keyFile, filepath.Join(f.dir, pki.CAFile), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NextProtos = []string{"http/1.1"}
+	return cfg
+}
+
+func TestHTTP1TunnelsPerClientOverTheLimitGet429(t *testing.T) {
+	t.Run("per client certificate", func(t *testing.T) {
+		rec := newRecorder()
+		f := startExit(t, false, func(c *Config) { c.MaxTunnelsPerClient = 2; c.Observer = rec })
+		laptop := f.clientTLS(t, "http/1.1")
+		for i := range 2 {
+			if _, resp := openTunnel(t, f.addr, f.echo, laptop); resp.StatusCode != http.StatusOK {
+				t.Fatalf("tunnel %d: %s", i+1, resp.Status)
+			}
+		}
+		third, resp := openTunnel(t, f.addr, f.echo, laptop)
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(resp.Header.Get("Proxy-Status"), "connection_limit_reached") ||
+			!strings.Contains(resp.Header.Get("Proxy-Status"), "max_tunnels_per_client") {
+			t.Fatalf("third tunnel: %d %q; want 429 with connection_limit_reached naming max_tunnels_per_client", resp.StatusCode, resp.Header.Get("Proxy-Status"))
+		}
+		third.Close()
+		if _, resp := openTunnel(t, f.addr, f.echo, f.otherClientTLS(t)); resp.StatusCode != http.StatusOK {
+			t.Fatalf("another client's tunnel: %s; want 200", resp.Status)
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if rec.refused[metrics.LinkRefusedMaxTunnels] != 1 {
+			t.Fatalf("refusals counted: %v", rec.refused)
+		}
+	})
+
+	t.Run("per IAM identity, across certificates", func(t *testing.T) {
+		f := startExit(t, false, func(c *Config) {
+			c.MaxTunnelsPerClient = 1
+			c.Authorize = func(context.Context, string, http.Header) (string, error) {
+				return "arn:aws:iam::111122223333:role/shared", nil
+			}
+		})
+		first, resp := openTunnel(t, f.addr, f.echo, f.clientTLS(t, "http/1.1"))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("first tunnel: %s", resp.Status)
+		}
+		_, resp = openTunnel(t, f.addr, f.echo, f.otherClientTLS(t))
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(resp.Header.Get("Proxy-Status"), "role/shared") {
+			t.Fatalf("a second certificate with the same identity: %d %q; want 429 naming the identity", resp.StatusCode, resp.Header.Get("Proxy-Status"))
+		}
+		first.Close()
+		waitFor(t, "the identity's tunnel to be released", func() bool {
+			c, resp := openTunnel(t, f.addr, f.echo, f.otherClientTLS(t))
+			c.Close()
+			return resp.StatusCode == http.StatusOK
+		})
 	})
 }

@@ -32,6 +32,7 @@ type Exit struct {
 const (
 	LinkRefusedMaxLinks     = "max_links"
 	LinkRefusedMaxPerClient = "max_links_per_client"
+	LinkRefusedMaxTunnels   = "max_tunnels_per_client"
 )
 
 // NewExit registers the exit's metrics on reg. Per-identity series are kept
@@ -74,6 +75,7 @@ func NewExit(reg prometheus.Registerer, identityLimit int) *Exit {
 	}
 	m.linksRefused.WithLabelValues(LinkRefusedMaxLinks)
 	m.linksRefused.WithLabelValues(LinkRefusedMaxPerClient)
+	m.linksRefused.WithLabelValues(LinkRefusedMaxTunnels)
 	reg.MustRegister(m.linksOpen, m.linksTotal, m.linksRefused, m.handshakeFailed, m.streamsOpen,
 		m.streamsTotal, m.results, m.bytes, m.setup, m.idStreams, m.idBytes)
 	return m
