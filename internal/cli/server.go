@@ -59,34 +59,34 @@ type egressConfig struct {
 }
 
 type serverConfig struct {
-	Listen            string          `yaml:"listen" help:"address to accept agents on"`
-	Certs             string          `yaml:"certs" help:"directory with ca.crt, server.crt and server.key (made by 'fluidity certs init'), or ssm://NAME (an SSM parameter) or secretsmanager://NAME (a secret) holding them as one bundle"`
-	Cert              string          `yaml:"cert" help:"server certificate file (default: server.crt in --certs)"`
-	Key               string          `yaml:"key" help:"server private key file (default: server.key in --certs)"`
-	CA                string          `yaml:"ca" help:"CA certificate that client certificates must chain to (default: ca.crt in --certs)"`
-	AllowPrivate      bool            `yaml:"allow_private" help:"allow loopback, private and link-local targets (for tests and local use; never on a shared exit)"`
-	Egress            egressConfig    `yaml:"egress"`
-	HandshakeTimeout  time.Duration   `yaml:"handshake_timeout" help:"TLS handshake deadline"`
-	HeaderTimeout     time.Duration   `yaml:"header_timeout" help:"deadline for an HTTP/1.1 CONNECT request header"`
-	DialTimeout       time.Duration   `yaml:"dial_timeout" help:"deadline for connecting to a target"`
-	MaxStreams        int             `yaml:"max_streams" help:"open streams allowed per agent link"`
-	MaxLinks          int             `yaml:"max_links" help:"client connections open at once (HTTP/2 links and HTTP/1.1 CONNECT connections); more are refused after the TLS handshake"`
-	MaxLinksPerClient int             `yaml:"max_links_per_client" help:"HTTP/2 links open at once per client certificate name; more are refused with GOAWAY and the reason"`
-	MaxTunnels        int             `yaml:"max_tunnels_per_client" help:"HTTP/1.1 CONNECT connections (one tunnel each, as curl and browsers open them) open at once per client certificate name, and per IAM identity when IAM checks are on; more get 429 and the reason"`
-	LinkIdleTimeout   time.Duration   `yaml:"link_idle_timeout" help:"close a link that has had no open stream for this long (0: never; agents reconnect at once, so this only sheds abandoned links)"`
-	StreamIdleTimeout time.Duration   `yaml:"stream_idle_timeout" help:"reset a stream that has sent and received nothing for this long (0: never; a quiet SSH session is a legitimate stream)"`
-	PingInterval      time.Duration   `yaml:"ping_interval" help:"how often to check that an agent link is alive"`
-	PingTimeout       time.Duration   `yaml:"ping_timeout" help:"how long an agent may take to answer a ping before its link is closed"`
-	ShutdownTimeout   time.Duration   `yaml:"shutdown_timeout" help:"how long open streams may finish on shutdown"`
-	Admin             string          `yaml:"admin" help:"admin listener for metrics and health checks, HOST:PORT (empty: off); it has no authentication, so keep it private"`
-	AdminPprof        bool            `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
-	Procs             int             `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
-	ExitWhenIdle      time.Duration   `yaml:"exit_when_idle" help:"stop the exit (status 0) when no stream has been open for this long since the last one closed (0: never; default 5m on ECS, else 0)"`
-	ExitWhenUnused    time.Duration   `yaml:"exit_when_unused" help:"stop the exit when no stream has been opened for this long since it started (0: never; default 2m on ECS, else 0)"`
-	Lease             bool            `yaml:"lease" help:"on ECS, keep the tag fluidity:lease-until on this task at the time the exit would go idle, for the control plane's sweep (default: on when ECS_CONTAINER_METADATA_URI_V4 is set)"`
-	LeaseInterval     time.Duration   `yaml:"lease_interval" help:"how often the lease is renewed (ECS is called only when it has moved)"`
-	IAM               serverIAMConfig `yaml:"iam"`
-	Log               logConfig       `yaml:"log"`
+	Listen            string           `yaml:"listen" help:"address to accept agents on"`
+	Certs             string           `yaml:"certs" help:"directory with ca.crt, server.crt and server.key (made by 'fluidity certs init'), or ssm://NAME (an SSM parameter) or secretsmanager://NAME (a secret) holding them as one bundle"`
+	Cert              string           `yaml:"cert" help:"server certificate file (default: server.crt in --certs)"`
+	Key               string           `yaml:"key" help:"server private key file (default: server.key in --certs)"`
+	CA                string           `yaml:"ca" help:"CA certificate that client certificates must chain to (default: ca.crt in --certs)"`
+	AllowPrivate      bool             `yaml:"allow_private" help:"allow loopback, private and link-local targets (for tests and local use; never on a shared exit)"`
+	Egress            egressConfig     `yaml:"egress"`
+	HandshakeTimeout  time.Duration    `yaml:"handshake_timeout" help:"TLS handshake deadline"`
+	HeaderTimeout     time.Duration    `yaml:"header_timeout" help:"deadline for an HTTP/1.1 CONNECT request header"`
+	DialTimeout       time.Duration    `yaml:"dial_timeout" help:"deadline for connecting to a target"`
+	MaxStreams        int              `yaml:"max_streams" help:"open streams allowed per agent link"`
+	MaxLinks          int              `yaml:"max_links" help:"client connections open at once (HTTP/2 links and HTTP/1.1 CONNECT connections); more are refused after the TLS handshake"`
+	MaxLinksPerClient int              `yaml:"max_links_per_client" help:"HTTP/2 links open at once per client certificate name; more are refused with GOAWAY and the reason"`
+	MaxTunnels        int              `yaml:"max_tunnels_per_client" help:"HTTP/1.1 CONNECT connections (one tunnel each, as curl and browsers open them) open at once per client certificate name, and per IAM identity when IAM checks are on; more get 429 and the reason"`
+	LinkIdleTimeout   time.Duration    `yaml:"link_idle_timeout" help:"close a link that has had no open stream for this long (0: never; agents reconnect at once, so this only sheds abandoned links)"`
+	StreamIdleTimeout time.Duration    `yaml:"stream_idle_timeout" help:"reset a stream that has sent and received nothing for this long (0: never; a quiet SSH session is a legitimate stream)"`
+	PingInterval      time.Duration    `yaml:"ping_interval" help:"how often to check that an agent link is alive"`
+	PingTimeout       time.Duration    `yaml:"ping_timeout" help:"how long an agent may take to answer a ping before its link is closed"`
+	ShutdownTimeout   time.Duration    `yaml:"shutdown_timeout" help:"how long open streams may finish on shutdown"`
+	Admin             string           `yaml:"admin" help:"admin listener for metrics and health checks, HOST:PORT (empty: off); it has no authentication, so keep it private"`
+	AdminPprof        bool             `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
+	Procs             int              `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
+	ExitWhenIdle      time.Duration    `yaml:"exit_when_idle" help:"stop the exit (status 0) when no stream has been open for this long since the last one closed (0: never; default 5m on ECS, else 0)"`
+	ExitWhenUnused    time.Duration    `yaml:"exit_when_unused" help:"stop the exit when no stream has been opened for this long since it started (0: never; default 2m on ECS, else 0)"`
+	Lease             bool             `yaml:"lease" help:"on ECS, keep the tag fluidity:lease-until on this task at the time the exit would go idle, for the control plane's sweep (default: on when ECS_CONTAINER_METADATA_URI_V4 is set)"`
+	LeaseInterval     time.Duration    `yaml:"lease_interval" help:"how often the lease is renewed (ECS is called only when it has moved)"`
+	IAM               serverIAMConfig  `yaml:"iam"`
+	Log               serviceLogConfig `yaml:"log"`
 
 	policy      *egress.Policy
 	metadataURI string      // ECS_CONTAINER_METADATA_URI_V4: set on ECS
@@ -128,7 +128,7 @@ func defaultServerConfig() serverConfig {
 		LeaseInterval:     ecstask.DefaultInterval,
 		IAM:               defaultServerIAM(),
 		Procs:             defaultProcs,
-		Log:               defaultLog(),
+		Log:               defaultServiceLog(),
 	}
 }
 
@@ -228,7 +228,8 @@ func runServer(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := cfg.Log.logger(env.Stderr)
+	log, flushLog := cfg.Log.logger(env.Stderr)
+	defer flushLog()
 	applyProcs(env, cfg.Procs, log)
 	if certstore.IsURI(cfg.Certs) {
 		if cfg.tls, err = (&certstore.Store{}).ServerConfig(ctx, cfg.Certs); err != nil {

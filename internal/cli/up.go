@@ -16,17 +16,17 @@ import (
 )
 
 type upConfig struct {
-	Listen       string    `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
-	StateDir     string    `yaml:"state_dir" help:"where the local certificates are kept (default: fluidity in your config directory)"`
-	AllowPrivate bool      `yaml:"allow_private" help:"let the local exit reach loopback, private and link-local addresses (services on this machine and your network); off by default, so a page loaded through the proxy cannot reach them"`
-	Admin        string    `yaml:"admin" help:"admin listener (loopback) for metrics, health checks and 'fluidity status' (empty: off)"`
-	AdminPprof   bool      `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
-	Procs        int       `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
-	Log          logConfig `yaml:"log"`
+	Listen       string           `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
+	StateDir     string           `yaml:"state_dir" help:"where the local certificates are kept (default: fluidity in your config directory)"`
+	AllowPrivate bool             `yaml:"allow_private" help:"let the local exit reach loopback, private and link-local addresses (services on this machine and your network); off by default, so a page loaded through the proxy cannot reach them"`
+	Admin        string           `yaml:"admin" help:"admin listener (loopback) for metrics, health checks and 'fluidity status' (empty: off)"`
+	AdminPprof   bool             `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
+	Procs        int              `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
+	Log          serviceLogConfig `yaml:"log"`
 }
 
 func defaultUpConfig() upConfig {
-	return upConfig{Listen: "127.0.0.1:8080", Admin: defaultAgentAdmin, Procs: defaultProcs, Log: defaultLog()}
+	return upConfig{Listen: "127.0.0.1:8080", Admin: defaultAgentAdmin, Procs: defaultProcs, Log: defaultServiceLog()}
 }
 
 func (c *upConfig) Validate() error {
@@ -64,7 +64,8 @@ loopback, private and link-local targets unless --allow-private is given.`)
 	if cfg.StateDir == "" {
 		cfg.StateDir = defaultStateDir()
 	}
-	log := cfg.Log.logger(env.Stderr)
+	log, flushLog := cfg.Log.logger(env.Stderr)
+	defer flushLog()
 	applyProcs(env, cfg.Procs, log)
 	certDir := filepath.Join(cfg.StateDir, "certs")
 	if err := ensureCerts(certDir); err != nil {
