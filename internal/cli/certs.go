@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
+	"time"
 
 	"fluidity/internal/awsconfig"
 	"fluidity/internal/certstore"
@@ -18,11 +20,12 @@ import (
 
 func runCerts(ctx context.Context, env Env, args []string) error {
 	usage := func() {
-		fmt.Fprintf(env.Stderr, `Usage: fluidity certs <init|issue-client|push> [flags]
+		fmt.Fprintf(env.Stderr, `Usage: fluidity certs <init|issue-client|push|revoke> [flags]
 
   init          create a private CA, a server certificate and a client certificate
   issue-client  issue one more client certificate from the same CA
   push          store the exit's CA, certificate and key as one value in SSM or Secrets Manager
+  revoke        revoke a client certificate (a lost laptop): add it to the CA's revocation list
 
 Run 'fluidity certs <subcommand> --help' for its flags.
 `)
@@ -38,6 +41,8 @@ Run 'fluidity certs <subcommand> --help' for its flags.
 		return runCertsIssueClient(env, args[1:])
 	case "push":
 		return runCertsPush(ctx, env, args[1:])
+	case "revoke":
+		return runCertsRevoke(env, args[1:])
 	case "-h", "--help", "help":
 		usage()
 		return flag.ErrHelp
@@ -212,4 +217,67 @@ when the value is already there. 'fluidity aws deploy' does this itself.`)
 	}
 	fmt.Fprintf(env.Stdout, "Exit: fluidity server --certs %s\n", loc)
 	return nil
+}
+
+type revokeConfig struct {
+	Dir string `yaml:"dir" help:"directory holding ca.crt and ca.key (and NAME.crt); revoked.crl is written there"`
+}
+
+func (c *revokeConfig) Validate() error {
+	if c.Dir == "" {
+		return errors.New("dir: required (the directory of 'fluidity certs init')")
+	}
+	return nil
+}
+
+func runCertsRevoke(env Env, args []string) error {
+	cfg := revokeConfig{}
+	fs := newFlagSet(env, "certs revoke", "certs revoke --dir DIR NAME|SERIAL", `
+Revoke a client certificate issued by the CA in DIR: NAME is a client's
+name (DIR/NAME.crt, or client.crt by its name), SERIAL a serial number in
+hex. The certificate is added to DIR/revoked.crl, a certificate revocation
+list signed by the CA. An exit whose certificate directory holds that file
+(or whose --crl names a copy of it) refuses the certificate at the TLS
+handshake, and within its --revocation-interval (5s) closes the links the
+certificate has open.`)
+	target, args := revokeTarget(args)
+	if _, err := parse(env, fs, &cfg, args); err != nil {
+		return err
+	}
+	if target == "" {
+		fmt.Fprintf(env.Stderr, "fluidity certs revoke: which certificate? Give a client's name or a serial number\n")
+		fs.Usage()
+		return errUsage
+	}
+	res, err := pki.Revoke(cfg.Dir, target, time.Now())
+	if err != nil {
+		return err
+	}
+	what := "serial " + pki.FormatSerial(res.Serial)
+	if res.Name != "" {
+		what = fmt.Sprintf("%s (serial %s, %s)", res.Name, pki.FormatSerial(res.Serial), res.Fingerprint)
+	}
+	if res.Already {
+		fmt.Fprintf(env.Stdout, "%s is already revoked in %s; nothing changed.\n", what, res.CRLFile)
+		return nil
+	}
+	fmt.Fprintf(env.Stdout, "Revoked %s in %s (the list now revokes %d).\n", what, res.CRLFile, res.Entries)
+	fmt.Fprintf(env.Stdout, "Exits reading this directory pick it up within seconds; copy %s to any exit elsewhere (into its --certs directory, or --crl FILE).\n", pki.CRLFile)
+	return nil
+}
+
+// revokeTarget takes the NAME|SERIAL argument of 'certs revoke' out of
+// args, before the flags or after them, and returns it and the flags.
+func revokeTarget(args []string) (string, []string) {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return args[0], args[1:]
+	}
+	n := len(args)
+	if n > 0 && !strings.HasPrefix(args[n-1], "-") {
+		// Not the value of a --dir before it.
+		if n == 1 || !slices.Contains([]string{"-dir", "--dir", "-config", "--config"}, args[n-2]) {
+			return args[n-1], args[:n-1]
+		}
+	}
+	return "", args
 }

@@ -42,7 +42,7 @@ func commands() []command {
 		{"status", "ask the running agent how its link is", runStatus},
 		{"wake", "wake your exit on AWS and wait until it is ready", runWake},
 		{"stop", "stop your exit on AWS", runStop},
-		{"certs", "create a private CA and certificates (certs init, certs issue-client, certs push)", runCerts},
+		{"certs", "create a private CA and certificates, revoke them (certs init, certs issue-client, certs revoke, certs push)", runCerts},
 		{"aws", "set up your exit on demand in AWS, or remove it (aws deploy, aws destroy)", runAWS},
 		{"token", "print a fresh IAM token for an exit that checks AWS identities", runToken},
 		{"lambda", "the control plane's AWS Lambda function (run as its bootstrap)", runLambda},

@@ -11,6 +11,7 @@ package exit
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,6 +70,12 @@ type Config struct {
 	// returns an identity, per identity. More get 429. If zero, 64: a
 	// browser opens at most 32 connections to one proxy.
 	MaxTunnelsPerClient int
+	// Revoked, if set, says why the client certificate chain[0] (of a
+	// verified chain, its issuer next) is revoked, or returns nil. It is
+	// asked at every handshake, which fails when it says so (the reason is
+	// "certificate revoked" when its error wraps pki.ErrRevoked), and again
+	// for every open link by Recheck. It must be safe for concurrent use.
+	Revoked func(chain []*x509.Certificate) error
 	// Observer, if set, is told about handshakes, links and streams, for
 	// metrics.
 	Observer Observer
@@ -88,6 +95,9 @@ type Observer interface {
 	// a limit was reached: "max_links", "max_links_per_client" or
 	// "max_tunnels_per_client".
 	LinkRefused(reason string)
+	// LinkRevoked reports an open connection closed by Recheck because its
+	// client certificate is revoked.
+	LinkRevoked()
 	// LinkOpened and LinkClosed bracket an accepted connection.
 	LinkOpened()
 	LinkClosed()
@@ -106,6 +116,7 @@ type nopObserver struct{}
 
 func (nopObserver) HandshakeFailed(string)                         {}
 func (nopObserver) LinkRefused(string)                             {}
+func (nopObserver) LinkRevoked()                                   {}
 func (nopObserver) LinkOpened()                                    {}
 func (nopObserver) LinkClosed()                                    {}
 func (nopObserver) StreamStarted(time.Duration)                    {}
@@ -126,9 +137,10 @@ type Server struct {
 	accept  atomic.Pointer[acceptloop.Listener] // set by Serve
 
 	mu        sync.Mutex
-	links     int            // guarded by mu; accepted connections open
-	perClient map[string]int // guarded by mu; HTTP/2 links open per client certificate name
-	tunnels   map[string]int // guarded by mu; HTTP/1.1 connections open per certificate name ("cert:NAME") and identity ("id:ARN")
+	links     int                      // guarded by mu; accepted connections open
+	perClient map[string]int           // guarded by mu; HTTP/2 links open per client certificate name
+	tunnels   map[string]int           // guarded by mu; HTTP/1.1 connections open per certificate name ("cert:NAME") and identity ("id:ARN")
+	open      map[*clientConn]struct{} // guarded by mu; admitted connections, for Recheck
 }
 
 // New checks cfg and returns a Server.
@@ -172,8 +184,23 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if revoked := cfg.Revoked; revoked != nil {
+		// Refused at the handshake: the client learns it there, with a
+		// bad_certificate alert.
+		cfg.TLS = cfg.TLS.Clone()
+		verify := cfg.TLS.VerifyConnection
+		cfg.TLS.VerifyConnection = func(cs tls.ConnectionState) error {
+			if verify != nil {
+				if err := verify(cs); err != nil {
+					return err
+				}
+			}
+			return revoked(peerChain(cs))
+		}
+	}
 	cfg.Tunnel.Logger = cfg.Logger
-	s := &Server{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, perClient: make(map[string]int), tunnels: make(map[string]int)}
+	s := &Server{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, perClient: make(map[string]int), tunnels: make(map[string]int),
+		open: make(map[*clientConn]struct{})}
 	if s.obs == nil {
 		s.obs = nopObserver{}
 	}
@@ -260,6 +287,8 @@ func (s *Server) serveConn(ctx, hardCtx context.Context, nc net.Conn) {
 		s:        s,
 		identity: state.PeerCertificates[0].Subject.CommonName,
 		remote:   nc.RemoteAddr().String(),
+		chain:    peerChain(state),
+		nc:       nc,
 	}
 	h2 := state.NegotiatedProtocol == "h2"
 	release, refusal := s.admitLink(cc.identity, h2)
@@ -269,6 +298,11 @@ func (s *Server) serveConn(ctx, hardCtx context.Context, nc net.Conn) {
 		return
 	}
 	defer release()
+	defer s.track(cc)()
+	if cc.cutOffIfRevoked() {
+		// Revoked between its handshake and now; Recheck may have missed it.
+		return
+	}
 	if h2 {
 		tcfg := s.cfg.Tunnel
 		tcfg.ShutdownTimeout = s.cfg.ShutdownTimeout
@@ -284,8 +318,72 @@ func (s *Server) serveConn(ctx, hardCtx context.Context, nc net.Conn) {
 // clientConn is one authenticated connection.
 type clientConn struct {
 	s        *Server
-	identity string // client certificate common name
-	remote   string
+	identity string              // client certificate common name
+	remote   string              //
+	chain    []*x509.Certificate // immutable; the verified chain of its certificate
+	nc       net.Conn            // immutable; closed to cut it off
+	cut      atomic.Bool         // it was cut off by Recheck
+}
+
+// peerChain is the verified chain of the client's certificate, or what
+// it sent if there is none.
+func peerChain(cs tls.ConnectionState) []*x509.Certificate {
+	if len(cs.VerifiedChains) > 0 {
+		return cs.VerifiedChains[0]
+	}
+	return cs.PeerCertificates
+}
+
+// track counts cc among the open connections that Recheck looks at, until
+// the func it returns is called.
+func (s *Server) track(cc *clientConn) (untrack func()) {
+	s.mu.Lock()
+	s.open[cc] = struct{}{}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.open, cc)
+		s.mu.Unlock()
+	}
+}
+
+// Recheck asks Config.Revoked again about the client certificate of every
+// open connection, and closes those it says are revoked: each is logged
+// and counted, and its streams end. It returns how many it closed. Call it
+// after the revocations have changed.
+func (s *Server) Recheck() int {
+	if s.cfg.Revoked == nil {
+		return 0
+	}
+	s.mu.Lock()
+	open := make([]*clientConn, 0, len(s.open))
+	for cc := range s.open {
+		open = append(open, cc)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, cc := range open {
+		if cc.cutOffIfRevoked() {
+			n++
+		}
+	}
+	return n
+}
+
+// cutOffIfRevoked closes the connection if its client certificate is
+// revoked now, and reports whether it did.
+func (cc *clientConn) cutOffIfRevoked() bool {
+	if cc.s.cfg.Revoked == nil {
+		return false
+	}
+	err := cc.s.cfg.Revoked(cc.chain)
+	if err == nil || !cc.cut.CompareAndSwap(false, true) {
+		return false
+	}
+	cc.s.obs.LinkRevoked()
+	cc.s.log.Warn("link cut off: its client certificate is revoked", "client", cc.identity, "remote", cc.remote, "err", err)
+	cc.nc.Close()
+	return true
 }
 
 // refused counts and logs a refusal of the connection by a limit.

@@ -4,10 +4,16 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +30,7 @@ type recorder struct {
 	refused    map[string]int
 	opened     int
 	closed     int
+	revoked    int
 	results    map[string]int
 }
 
@@ -34,6 +41,7 @@ func newRecorder() *recorder {
 func (r *recorder) HandshakeFailed(reason string) { r.mu.Lock(); r.handshakes[reason]++; r.mu.Unlock() }
 func (r *recorder) LinkRefused(reason string)     { r.mu.Lock(); r.refused[reason]++; r.mu.Unlock() }
 func (r *recorder) LinkOpened()                   { r.mu.Lock(); r.opened++; r.mu.Unlock() }
+func (r *recorder) LinkRevoked()                  { r.mu.Lock(); r.revoked++; r.mu.Unlock() }
 func (r *recorder) LinkClosed()                   { r.mu.Lock(); r.closed++; r.mu.Unlock() }
 func (r *recorder) StreamStarted(time.Duration)   {}
 func (r *recorder) StreamEnded(_, reason string, _ bool, _, _ int64) {
@@ -246,4 +254,73 @@ func TestHTTP1TunnelsPerClientOverTheLimitGet429(t *testing.T) {
 			return resp.StatusCode == http.StatusOK
 		})
 	})
+}
+
+func TestRevokedClientsAreRefusedAndCutOff(t *testing.T) {
+	rec := newRecorder()
+	var revokedName atomic.Pointer[string]
+	f := startExit(t, false, func(c *Config) {
+		c.Observer = rec
+		c.Revoked = func(chain []*x509.Certificate) error {
+			if name := revokedName.Load(); name != nil && chain[0].Subject.CommonName == *name {
+				return fmt.Errorf("client %q: %w", *name, pki.ErrRevoked)
+			}
+			return nil
+		}
+	})
+	laptop := f.clientTLS(t, "http/1.1")
+	tunnelConn, resp := openTunnel(t, f.addr, f.echo, laptop)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("tunnel: %s", resp.Status)
+	}
+	link, err := tls.Dial("tcp", f.addr, f.clientTLS(t, "h2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer link.Close()
+	waitFor(t, "both links to be admitted", rec.openedIs(2))
+	phone := f.otherClientTLS(t)
+
+	if n := f.srv.Recheck(); n != 0 {
+		t.Fatalf("Recheck with nothing revoked closed %d links", n)
+	}
+	name := pki.DefaultClientName
+	revokedName.Store(&name)
+	if n := f.srv.Recheck(); n != 2 {
+		t.Fatalf("Recheck after the revocation closed %d links; want 2", n)
+	}
+	for what, c := range map[string]*tls.Conn{"the HTTP/1.1 tunnel": tunnelConn, "the HTTP/2 link": link} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.Copy(io.Discard, c); err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("%s is still open after its certificate was revoked", what)
+		}
+	}
+	rec.mu.Lock()
+	if rec.revoked != 2 {
+		t.Errorf("links counted as cut off: %d; want 2", rec.revoked)
+	}
+	rec.mu.Unlock()
+	if !strings.Contains(f.logs.String(), "link cut off: its client certificate is revoked") {
+		t.Errorf("no log line for the cut-off:\n%s", f.logs)
+	}
+
+	// A new handshake with the revoked certificate fails; another
+	// client's succeeds.
+	c, err := tls.Dial("tcp", f.addr, laptop)
+	if err == nil {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1)) // TLS 1.3: the refusal comes after the client's handshake
+		c.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "bad certificate") {
+		t.Fatalf("a revoked client's handshake: %v; want a bad_certificate alert", err)
+	}
+	waitFor(t, "the refusal to be counted", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return rec.handshakes["certificate revoked"] == 1
+	})
+	if _, resp := openTunnel(t, f.addr, f.echo, phone); resp.StatusCode != http.StatusOK {
+		t.Fatalf("another client: %s; want 200", resp.Status)
+	}
 }
