@@ -202,6 +202,22 @@ func TestRevocationWatcherReloads(t *testing.T) {
 	if w.Check(laptop) == nil {
 		t.Fatal("a broken CRL replaced the last good one")
 	}
+
+	// So does a CRL that was read once and is gone.
+	before := strings.Count(logs.String(), "revocation list not reloaded")
+	if err := os.Remove(filepath.Join(dir, CRLFile)); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for strings.Count(logs.String(), "revocation list not reloaded") == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("a removed CRL was not reported:\n%s", logs)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if w.Check(laptop) == nil {
+		t.Fatal("removing the CRL lifted the revocation")
+	}
 }
 
 // lockedBuffer is a log sink safe for concurrent use.

@@ -40,13 +40,15 @@ type RevocationConfig struct {
 // A RevocationWatcher keeps a set of revocations current with its files:
 // Run looks at them every Interval and reloads them when one changed. A
 // reload that fails (a file missing, half written or not signed by the
-// CA) is logged and leaves the last good set in force. Check is safe for
+// CA) is logged and leaves the last good set in force; an optional CRL
+// counts as missing only until it has been read once. Check is safe for
 // concurrent use.
 type RevocationWatcher struct {
 	cfg     RevocationConfig // immutable after NewRevocationWatcher
 	log     *slog.Logger     // immutable
 	current atomic.Pointer[Revocations]
 	stamp   string // owned by Run: the files' sizes and times at the last load
+	crlRead bool   // owned by Run: the CRL has been read; missing now, it is an error
 }
 
 // NewRevocationWatcher loads the files cfg names. Its errors name the file
@@ -108,7 +110,7 @@ func (w *RevocationWatcher) Run(ctx context.Context) {
 // load reads the files.
 func (w *RevocationWatcher) load() (*Revocations, error) {
 	crl := w.cfg.CRL
-	if crl != "" && w.cfg.CRLOptional {
+	if crl != "" && w.cfg.CRLOptional && !w.crlRead {
 		if _, err := os.Stat(crl); isNotExist(err) {
 			crl = ""
 		}
@@ -122,6 +124,7 @@ func (w *RevocationWatcher) load() (*Revocations, error) {
 			return nil, err
 		}
 	}
+	w.crlRead = w.crlRead || crl != ""
 	return r, nil
 }
 
