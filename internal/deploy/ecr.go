@@ -66,7 +66,7 @@ func (c *clients) ensureRepository(ctx context.Context, o Options, step func(str
 		// Basic scanning is free, and finds known vulnerabilities in the
 		// image's files (there are few: one binary).
 		ImageScanningConfiguration: &ecrtypes.ImageScanningConfiguration{ScanOnPush: true},
-		Tags:               []ecrtypes.Tag{{Key: aws.String("fluidity"), Value: aws.String(o.Name)}},
+		Tags:                       []ecrtypes.Tag{{Key: aws.String("fluidity"), Value: aws.String(o.Name)}},
 	})
 	var exists *ecrtypes.RepositoryAlreadyExistsException
 	switch {
