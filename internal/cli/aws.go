@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,31 +14,10 @@ import (
 )
 
 func runAWS(ctx context.Context, env Env, args []string) error {
-	usage := func() {
-		fmt.Fprintf(env.Stderr, `Usage: fluidity aws <deploy|destroy> [flags]
-
-  deploy   set up (or update) your exit on demand in an AWS account
-  destroy  remove it
-
-Run 'fluidity aws <subcommand> --help' for its flags.
-`)
-	}
-	if len(args) == 0 {
-		usage()
-		return errUsage
-	}
-	switch args[0] {
-	case "deploy":
-		return runAWSDeploy(ctx, env, args[1:])
-	case "destroy":
-		return runAWSDestroy(ctx, env, args[1:])
-	case "-h", "--help", "help":
-		usage()
-		return flag.ErrHelp
-	}
-	fmt.Fprintf(env.Stderr, "fluidity aws: unknown subcommand %q\n\n", args[0])
-	usage()
-	return errUsage
+	return runSubcommand(ctx, env, "aws", []command{
+		{"deploy", "set up (or update) your exit on demand in an AWS account", runAWSDeploy},
+		{"destroy", "remove it", runAWSDestroy},
+	}, args)
 }
 
 // awsTarget is where a deployment is: shared by deploy and destroy.

@@ -19,37 +19,15 @@ import (
 )
 
 func runCerts(ctx context.Context, env Env, args []string) error {
-	usage := func() {
-		fmt.Fprintf(env.Stderr, `Usage: fluidity certs <init|issue-client|push|revoke> [flags]
-
-  init          create a private CA, a server certificate and a client certificate
-  issue-client  issue one more client certificate from the same CA
-  push          store the exit's CA, certificate and key as one value in SSM or Secrets Manager
-  revoke        revoke a client certificate (a lost laptop): add it to the CA's revocation list
-
-Run 'fluidity certs <subcommand> --help' for its flags.
-`)
-	}
-	if len(args) == 0 {
-		usage()
-		return errUsage
-	}
-	switch args[0] {
-	case "init":
-		return runCertsInit(env, args[1:])
-	case "issue-client":
-		return runCertsIssueClient(env, args[1:])
-	case "push":
-		return runCertsPush(ctx, env, args[1:])
-	case "revoke":
-		return runCertsRevoke(env, args[1:])
-	case "-h", "--help", "help":
-		usage()
-		return flag.ErrHelp
-	}
-	fmt.Fprintf(env.Stderr, "fluidity certs: unknown subcommand %q\n\n", args[0])
-	usage()
-	return errUsage
+	return runSubcommand(ctx, env, "certs", []command{
+		{"init", "create a private CA, a server certificate and a client certificate",
+			func(_ context.Context, env Env, args []string) error { return runCertsInit(env, args) }},
+		{"issue-client", "issue one more client certificate from the same CA",
+			func(_ context.Context, env Env, args []string) error { return runCertsIssueClient(env, args) }},
+		{"push", "store the exit's CA, certificate and key as one value in SSM or Secrets Manager", runCertsPush},
+		{"revoke", "revoke a client certificate (a lost laptop): add it to the CA's revocation list",
+			func(_ context.Context, env Env, args []string) error { return runCertsRevoke(env, args) }},
+	}, args)
 }
 
 type certsInitConfig struct {

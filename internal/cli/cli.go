@@ -50,6 +50,39 @@ func commands() []command {
 	}
 }
 
+// runSubcommand runs the subcommand args[0] of the command name, one of
+// subs, or prints the command's usage: its subcommands with their
+// summaries.
+func runSubcommand(ctx context.Context, env Env, name string, subs []command, args []string) error {
+	usage := func() {
+		names := make([]string, len(subs))
+		for i, c := range subs {
+			names[i] = c.name
+		}
+		fmt.Fprintf(env.Stderr, "Usage: fluidity %s <%s> [flags]\n\n", name, strings.Join(names, "|"))
+		for _, c := range subs {
+			fmt.Fprintf(env.Stderr, "  %-13s %s\n", c.name, c.summary)
+		}
+		fmt.Fprintf(env.Stderr, "\nRun 'fluidity %s <subcommand> --help' for its flags.\n", name)
+	}
+	if len(args) == 0 {
+		usage()
+		return errUsage
+	}
+	for _, c := range subs {
+		if c.name == args[0] {
+			return c.run(ctx, env, args[1:])
+		}
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage()
+		return flag.ErrHelp
+	}
+	fmt.Fprintf(env.Stderr, "fluidity %s: unknown subcommand %q\n\n", name, args[0])
+	usage()
+	return errUsage
+}
+
 // errUsage means the usage has been printed; exit with status 2.
 var errUsage = errors.New("usage")
 
