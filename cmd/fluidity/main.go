@@ -10,6 +10,10 @@ import (
 	"runtime"
 	"syscall"
 
+	// CA roots for where the system has none, such as the exit's image,
+	// which holds nothing but the binary.
+	_ "golang.org/x/crypto/x509roots/fallback"
+
 	"fluidity/internal/cli"
 )
 

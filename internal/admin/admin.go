@@ -9,6 +9,16 @@
 //	/debug/pprof/   net/http/pprof, only when Config.Pprof is set
 //
 // It has no authentication: keep it on loopback or a private network.
+//
+// # DNS rebinding
+//
+// A web page cannot read a loopback server's answers under its own origin,
+// but it can point a name it owns at 127.0.0.1 (DNS rebinding) and read
+// them under that name. On a listener bound to a loopback address, Serve
+// therefore answers only requests whose Host is localhost or a loopback
+// address, with any port; any other Host gets 403, as other local admin
+// APIs do. A listener bound to another address (an exit's admin on a
+// private network, reached by its own host names) takes any Host.
 package admin
 
 import (
@@ -20,10 +30,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"fluidity/internal/acceptloop"
 )
 
 // Config configures a Server. A zero Config serves /healthz, an always
@@ -134,6 +147,41 @@ func isLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// isLoopbackAddr reports whether a is a TCP address on a loopback IP.
+func isLoopbackAddr(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// localOnly answers 403 to requests whose Host is not localhost or a
+// loopback address (see the package documentation).
+func localOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isLocalHost(r.Host) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintf(w, "forbidden: Host %q is not localhost or a loopback address; this admin listener answers local clients only\n", r.Host)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// isLocalHost reports whether hostport, a Host header with or without a
+// port, names localhost or a loopback address.
+func isLocalHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")), ".")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // Serve serves the admin endpoints on ln until ctx ends, then closes ln
 // and the open connections and returns. ln is closed when Serve returns.
 func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
@@ -141,8 +189,12 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	h := Handler(cfg)
+	if isLoopbackAddr(ln.Addr()) {
+		h = localOnly(h)
+	}
 	srv := &http.Server{
-		Handler:           Handler(cfg),
+		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -159,7 +211,9 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 			srv.Close()
 		}
 	})
-	err := srv.Serve(ln)
+	// http.Server retries temporary accept failures too, but logs each
+	// one; acceptloop logs a run of them once.
+	err := srv.Serve(acceptloop.New(ln, log))
 	if !stop() {
 		<-done
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -117,4 +119,85 @@ func TestNonLoopbackNeedsConsent(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.Close()
+}
+
+func TestIsLocalHost(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		want bool
+	}{
+		{"localhost", true},
+		{"localhost:8081", true},
+		{"LOCALHOST.:8081", true},
+		{"127.0.0.1:8081", true},
+		{"127.1.2.3", true},
+		{"[::1]:8081", true},
+		{"[::1]", true},
+		{"", false},
+		{"evil.example.com:8081", false},
+		{"localhost.evil.example.com", false},
+		{"127.0.0.1.nip.io:8081", false},
+		{"10.0.0.5:8081", false},
+		{"[::ffff:10.0.0.5]:8081", false},
+	} {
+		name := "Host " + strconv.Quote(tc.host) + " is local"
+		if !tc.want {
+			name = "Host " + strconv.Quote(tc.host) + " is not local"
+		}
+		t.Run(name, func(t *testing.T) {
+			if got := isLocalHost(tc.host); got != tc.want {
+				t.Fatalf("isLocalHost(%q) = %v", tc.host, got)
+			}
+		})
+	}
+}
+
+// getWithHost fetches path from the admin listener at addr with the Host
+// header host.
+func getWithHost(t *testing.T, addr, host, path string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	req.Host = host
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestHostCheckOnlyOnLoopback(t *testing.T) {
+	cfg := Config{Status: func() any { return "ok" }}
+	for _, tc := range []struct {
+		name   string
+		listen string
+		want   int
+	}{
+		{"a loopback listener refuses a foreign Host", "127.0.0.1:0", http.StatusForbidden},
+		{"a listener on every address takes any Host", "0.0.0.0:0", http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := Listen(tc.listen, true, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- Serve(ctx, ln, cfg) }()
+			defer func() {
+				cancel()
+				<-done
+			}()
+			addr := net.JoinHostPort("127.0.0.1", port)
+			if code := getWithHost(t, addr, "exit-admin.internal:"+port, "/status"); code != tc.want {
+				t.Fatalf("Host exit-admin.internal: got %d, want %d", code, tc.want)
+			}
+			if code := getWithHost(t, addr, "localhost:"+port, "/status"); code != http.StatusOK {
+				t.Fatalf("Host localhost: got %d, want 200", code)
+			}
+		})
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"fluidity/internal/acceptloop"
 	"fluidity/internal/httpproxy"
 	"fluidity/internal/lifecycle"
 	"fluidity/internal/socks5"
@@ -92,8 +93,9 @@ type Agent struct {
 	http     *httpproxy.Handler
 	socks    *socks5.Server
 
-	listenAddr atomic.Pointer[string] // set by Serve while it listens; nil otherwise
-	verified   atomic.Pointer[string] // the identity the exit last verified (IAM ARN); nil until then
+	listenAddr atomic.Pointer[string]              // set by Serve while it listens; nil otherwise
+	accept     atomic.Pointer[acceptloop.Listener] // set by Serve
+	verified   atomic.Pointer[string]              // the identity the exit last verified (IAM ARN); nil until then
 	conns      connCounter
 	httpConns  sync.Map // net.Conn → *httpConn: connections the HTTP server owns
 	streams    streamSet
@@ -233,7 +235,9 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	connCtx, cancelConns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelConns()
 	var conns sync.WaitGroup
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	al := acceptloop.New(ln, a.log)
+	a.accept.Store(al)
+	stop := context.AfterFunc(ctx, func() { al.Close() })
 	defer stop()
 	addr := ln.Addr().String()
 	a.listenAddr.Store(&addr)
@@ -245,14 +249,11 @@ func (a *Agent) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("agent listening", "addr", addr, "exit", exit, "identity", a.identity)
 	var acceptErr error
 	for {
-		nc, err := ln.Accept()
+		// Temporary failures (out of file descriptors) are retried inside
+		// with backoff, and reported by Ready while they last.
+		nc, err := al.Accept()
 		if err != nil {
 			if ctx.Err() == nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
 				acceptErr = fmt.Errorf("agent: accept: %w", err)
 			}
 			break

@@ -314,11 +314,16 @@ func (a *Agent) exitIdentity() string {
 }
 
 // Ready reports why the agent is not ready to carry connections, or nil:
-// it is ready while it listens and its link to the exit is up, or the exit
-// is asleep (the next connection wakes it).
+// it is ready while it listens, accepting connections works, and its link
+// to the exit is up or the exit is asleep (the next connection wakes it).
 func (a *Agent) Ready() error {
 	if a.listenAddr.Load() == nil {
 		return errors.New("the proxy port is not listening")
+	}
+	if al := a.accept.Load(); al != nil {
+		if err := al.Err(); err != nil {
+			return fmt.Errorf("the proxy port: %w", err)
+		}
 	}
 	st := a.client.Status()
 	if st.State != tunnel.StateUp && st.State != tunnel.StateAsleep {

@@ -55,6 +55,7 @@ type Cloud struct {
 	cfg    CloudConfig       // immutable after NewCloud; defaults filled in
 	srv    *httptest.Server  // immutable after NewCloud
 	fnSrv  *httptest.Server  // immutable after NewCloud
+	regSrv *httptest.Server  // immutable after NewCloud; the registry behind ECR
 	client *awsconfig.Client // immutable after NewCloud; Config's, its idle connections closed by Close
 	urlID  string            // immutable after NewCloud; the function URL's ID
 	vpcID  string            // immutable after NewCloud
@@ -67,26 +68,32 @@ type Cloud struct {
 	// Add is called only with mu held and shut false.
 	wg sync.WaitGroup
 
-	mu           sync.Mutex
-	shut         bool                  // guarded by mu; set by Close: no goroutine starts and no timer acts after it
-	changed      chan struct{}         // guarded by mu; closed and replaced when a task changes
-	identities   map[string]identity   // guarded by mu; by access key ID
-	clusters     map[string]bool       // guarded by mu; by name
-	taskDefs     map[string][]int      // guarded by mu; family → revisions, ascending
-	subnets      map[string]int        // guarded by mu; subnet ID → index, its CIDR being 10.0.<index>.0/24
-	groups       map[string]bool       // guarded by mu; security group IDs
-	tasks        []*task               // guarded by mu; oldest first
-	byID         map[string]*task      // guarded by mu; by task ID
-	tokens       map[string]*runToken  // guarded by mu; RunTask client tokens
-	enis         map[string]*task      // guarded by mu; attached ENIs by ID
-	params       map[string]*parameter // guarded by mu; by name
-	secrets      map[string]*secret    // guarded by mu; by name
-	faults       map[string]*fault     // guarded by mu; by operation
-	runFailure   string                // guarded by mu
-	startFailure string                // guarded by mu
-	hold         bool                  // guarded by mu
-	calls        []Call                // guarded by mu
-	seq          int                   // guarded by mu; numbers addresses
+	mu             sync.Mutex
+	shut           bool                    // guarded by mu; set by Close: no goroutine starts and no timer acts after it
+	changed        chan struct{}           // guarded by mu; closed and replaced when a task changes
+	identities     map[string]identity     // guarded by mu; by access key ID
+	clusters       map[string]bool         // guarded by mu; by name
+	taskDefs       map[string][]int        // guarded by mu; family → revisions, ascending
+	subnets        map[string]int          // guarded by mu; subnet ID → index, its CIDR being 10.0.<index>.0/24
+	groups         map[string]bool         // guarded by mu; security group IDs
+	tasks          []*task                 // guarded by mu; oldest first
+	byID           map[string]*task        // guarded by mu; by task ID
+	tokens         map[string]*runToken    // guarded by mu; RunTask client tokens
+	enis           map[string]*task        // guarded by mu; attached ENIs by ID
+	params         map[string]*parameter   // guarded by mu; by name
+	secrets        map[string]*secret      // guarded by mu; by name
+	faults         map[string]*fault       // guarded by mu; by operation
+	runFailure     string                  // guarded by mu
+	startFailure   string                  // guarded by mu
+	hold           bool                    // guarded by mu
+	repos          map[string]*repository  // guarded by mu; ECR repositories by name
+	registryTokens map[string]bool         // guarded by mu; tokens GetAuthorizationToken gave
+	stacks         map[string]*stack       // guarded by mu; by name
+	functions      map[string]*Function    // guarded by mu; Lambda functions stacks made, by name
+	containerDefs  map[string]containerDef // guarded by mu; by family:revision
+	failResources  map[string]string       // guarded by mu; stack resources to fail, by logical ID
+	calls          []Call                  // guarded by mu
+	seq            int                     // guarded by mu; numbers addresses
 }
 
 // CloudConfig configures a Cloud. A zero CloudConfig is valid.
@@ -124,6 +131,13 @@ type CloudConfig struct {
 	// tasks along and signature dates use the real time. If nil, time.Now
 	// is used.
 	Clock func() time.Time
+
+	// StackStepTime is how long CloudFormation takes over each resource
+	// of a stack. If zero, 5ms is used.
+	StackStepTime time.Duration
+	// LambdaConcurrency is the account's Lambda concurrency limit, which
+	// GetAccountSettings reports. If zero, 1000 is used.
+	LambdaConcurrency int
 
 	// Invoke handles the function URL's invocations: the payload is the
 	// JSON of an events.LambdaFunctionURLRequest (aws-lambda-go), the
@@ -208,12 +222,26 @@ func NewCloud(tb testing.TB, cfg CloudConfig) *Cloud {
 		params:     map[string]*parameter{},
 		secrets:    map[string]*secret{},
 		faults:     map[string]*fault{},
+
+		repos:          map[string]*repository{},
+		registryTokens: map[string]bool{},
+		stacks:         map[string]*stack{},
+		functions:      map[string]*Function{},
+		containerDefs:  map[string]containerDef{},
+		failResources:  map[string]string{},
+	}
+	if cfg.StackStepTime == 0 {
+		c.cfg.StackStepTime = 5 * time.Millisecond
+	}
+	if cfg.LambdaConcurrency == 0 {
+		c.cfg.LambdaConcurrency = 1000
 	}
 	c.life, c.endLife = context.WithCancel(context.Background())
 	c.srv = httptest.NewServer(http.HandlerFunc(c.serveHTTP))
 	c.fnSrv = httptest.NewServer(http.HandlerFunc(c.serveFunctionURL))
 	c.URL = c.srv.URL
 	c.FunctionURL = c.fnSrv.URL + "/"
+	c.startRegistry()
 	tb.Cleanup(c.Close)
 	return c
 }
@@ -239,6 +267,7 @@ func (c *Cloud) close() {
 	c.endLife()
 	c.srv.Close()
 	c.fnSrv.Close()
+	c.regSrv.Close()
 
 	c.mu.Lock()
 	c.shut = true
@@ -335,6 +364,10 @@ func (c *Cloud) Env(accessKeyID string) []string {
 		"AWS_ENDPOINT_URL_EC2=" + c.URL,
 		"AWS_ENDPOINT_URL_SSM=" + c.URL,
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + c.URL,
+		"AWS_ENDPOINT_URL_CLOUDFORMATION=" + c.URL,
+		"AWS_ENDPOINT_URL_ECR=" + c.URL,
+		"AWS_ENDPOINT_URL_STS=" + c.URL,
+		"AWS_ENDPOINT_URL_LAMBDA=" + c.URL,
 		"AWS_CONFIG_FILE=" + os.DevNull,
 		"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
 		"AWS_EC2_METADATA_DISABLED=true",
@@ -452,9 +485,10 @@ type jsonOp func(id identity, body []byte) (any, *apiError)
 
 // jsonServices are by X-Amz-Target prefix.
 var jsonServices = map[string]jsonService{
-	"AmazonEC2ContainerServiceV20141113": {name: "ecs", messageKey: "message", op: (*Cloud).ecsOp},
-	"AmazonSSM":                          {name: "ssm", messageKey: "message", op: (*Cloud).ssmOp},
-	"secretsmanager":                     {name: "secretsmanager", messageKey: "Message", op: (*Cloud).secretsOp},
+	"AmazonEC2ContainerServiceV20141113":   {name: "ecs", messageKey: "message", op: (*Cloud).ecsOp},
+	"AmazonSSM":                            {name: "ssm", messageKey: "message", op: (*Cloud).ssmOp},
+	"secretsmanager":                       {name: "secretsmanager", messageKey: "Message", op: (*Cloud).secretsOp},
+	"AmazonEC2ContainerRegistry_V20150921": {name: "ecr", messageKey: "message", op: (*Cloud).ecrOp},
 }
 
 func (c *Cloud) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -480,7 +514,9 @@ func (c *Cloud) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		call, rep = c.serveJSON(svc, op, r, body)
 	case r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded"):
-		call, rep = c.serveEC2(r, body)
+		call, rep = c.serveQuery(r, body)
+	case strings.HasPrefix(r.URL.Path, lambdaAccountSettingsPath):
+		call, rep = c.serveLambdaAccountSettings(r, body)
 	default:
 		rep = reply{status: http.StatusNotFound}
 	}

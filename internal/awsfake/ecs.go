@@ -468,6 +468,7 @@ func (c *Cloud) ecsRunTask(id identity, body []byte) (any, *apiError) {
 	for _, tag := range in.Tags {
 		tags[tag.Key] = tag.Value
 	}
+	def := c.containerDefs[fmt.Sprintf("%s:%d", family, rev)]
 	var created []*task
 	for range count {
 		t := &task{
@@ -481,6 +482,9 @@ func (c *Cloud) ecsRunTask(id identity, body []byte) (any, *apiError) {
 				SecurityGroups: slices.Clone(vpc.SecurityGroups),
 				AssignPublicIP: vpc.AssignPublicIP == "ENABLED",
 				Env:            maps.Clone(env),
+				Command:        slices.Clone(def.command),
+				DefinitionEnv:  maps.Clone(def.env),
+				Image:          def.image,
 				Caller:         id.arn,
 			},
 			family:      family,

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -41,6 +43,8 @@ func (c *Cloud) ssmOp(op string) jsonOp {
 		return c.ssmPutParameter
 	case "DeleteParameter":
 		return c.ssmDeleteParameter
+	case "GetParametersByPath":
+		return c.ssmGetParametersByPath
 	}
 	return nil
 }
@@ -182,4 +186,60 @@ func (c *Cloud) ssmDeleteParameter(_ identity, body []byte) (any, *apiError) {
 	}
 	delete(c.params, in.Name)
 	return struct{}{}, nil
+}
+
+// ssmPathPage is how many parameters one GetParametersByPath answers.
+const ssmPathPage = 10
+
+func (c *Cloud) ssmGetParametersByPath(_ identity, body []byte) (any, *apiError) {
+	var in struct {
+		Path           string `json:"Path"`
+		Recursive      bool   `json:"Recursive"`
+		WithDecryption bool   `json:"WithDecryption"`
+		NextToken      string `json:"NextToken"`
+	}
+	if e := decode(body, &in); e != nil {
+		return nil, e
+	}
+	if !strings.HasPrefix(in.Path, "/") {
+		return nil, errorf(400, "ValidationException", "The parameter doesn't meet the parameter name requirements. The parameter name must begin with a forward slash \"/\".")
+	}
+	prefix := strings.TrimSuffix(in.Path, "/") + "/"
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var names []string
+	for name := range c.params {
+		rest, ok := strings.CutPrefix(name, prefix)
+		if ok && rest != "" && (in.Recursive || !strings.Contains(rest, "/")) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	start := 0
+	if in.NextToken != "" {
+		n, err := strconv.Atoi(in.NextToken)
+		if err != nil || n < 0 || n > len(names) {
+			return nil, errorf(400, "InvalidNextToken", "The specified token is not valid.")
+		}
+		start = n
+	}
+	end := min(start+ssmPathPage, len(names))
+	out := map[string]any{"Parameters": []ssmParameterOut{}}
+	var params []ssmParameterOut
+	for _, name := range names[start:end] {
+		p := c.params[name]
+		value := p.value
+		if p.typ == "SecureString" && !in.WithDecryption {
+			value = c.ciphertext(p)
+		}
+		params = append(params, ssmParameterOut{Name: p.name, Type: p.typ, Value: value, Version: p.version,
+			LastModifiedDate: at(p.modified), ARN: c.parameterARN(p.name), DataType: "text"})
+	}
+	if params != nil {
+		out["Parameters"] = params
+	}
+	if end < len(names) {
+		out["NextToken"] = strconv.Itoa(end)
+	}
+	return out, nil
 }

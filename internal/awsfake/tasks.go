@@ -60,8 +60,13 @@ type Task struct {
 	Subnets, SecurityGroups  []string
 	AssignPublicIP           bool
 	Env                      map[string]string // the container's environment overrides from RunTask
-	MetadataURI              string            // the value of ECS_CONTAINER_METADATA_URI_V4 for the task's container
-	Caller                   string            // ARN of the identity that called RunTask
+	// Command, DefinitionEnv and Image are the container's, from a task
+	// definition that a stack made (empty for AddTaskDefinition's).
+	Command       []string
+	DefinitionEnv map[string]string
+	Image         string
+	MetadataURI   string // the value of ECS_CONTAINER_METADATA_URI_V4 for the task's container
+	Caller        string // ARN of the identity that called RunTask
 }
 
 func (t Task) clone() Task {
@@ -69,6 +74,8 @@ func (t Task) clone() Task {
 	t.Subnets = slices.Clone(t.Subnets)
 	t.SecurityGroups = slices.Clone(t.SecurityGroups)
 	t.Env = maps.Clone(t.Env)
+	t.Command = slices.Clone(t.Command)
+	t.DefinitionEnv = maps.Clone(t.DefinitionEnv)
 	return t
 }
 

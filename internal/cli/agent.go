@@ -19,34 +19,34 @@ import (
 )
 
 type agentConfig struct {
-	Listen           string         `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
-	AllowNonLoopback bool           `yaml:"allow_non_loopback" help:"permit a non-loopback --listen address (anyone who reaches it can use your exit)"`
-	Lifecycle        string         `yaml:"lifecycle" help:"where the exit comes from: static (--server, always running) or aws (a task of your own, woken on demand through --control-url)"`
-	Server           string         `yaml:"server" help:"exit server address, HOST:PORT (lifecycle static)"`
-	ControlURL       string         `yaml:"control_url" help:"the control plane's function URL (lifecycle aws; printed by 'fluidity aws deploy'); requests are signed with your AWS credentials (--aws-profile)"`
-	WakeTimeout      time.Duration  `yaml:"wake_timeout" help:"how long a wake may take before the agent gives up and stops the exit (lifecycle aws; Fargate takes 30-90s)"`
-	WakeOnStart      bool           `yaml:"wake_on_start" help:"wake the exit when the agent starts, not at the first connection (lifecycle aws)"`
-	StopOnExit       bool           `yaml:"stop_on_exit" help:"stop the exit when the agent stops (lifecycle aws); otherwise it stops itself once idle"`
-	StateDir         string         `yaml:"state_dir" help:"where the agent keeps its record of exit hours (lifecycle aws; default: fluidity in your config directory)"`
-	ServerName       string         `yaml:"server_name" help:"name the exit's certificate is verified against, whatever address is dialed"`
-	Certs            string         `yaml:"certs" help:"directory with ca.crt, client.crt and client.key (made by 'fluidity certs init')"`
-	Cert             string         `yaml:"cert" help:"client certificate file (default: client.crt in --certs)"`
-	Key              string         `yaml:"key" help:"client private key file (default: client.key in --certs)"`
-	CA               string         `yaml:"ca" help:"CA certificate the exit's certificate must chain to (default: ca.crt in --certs)"`
-	PingInterval     time.Duration  `yaml:"ping_interval" help:"how often to check that the link is alive"`
-	PingTimeout      time.Duration  `yaml:"ping_timeout" help:"how long the exit may take to answer a ping before the link is declared dead"`
-	LinkWait         time.Duration  `yaml:"link_wait" help:"how long a new client connection waits for the link before it gets 503"`
-	DialTimeout      time.Duration  `yaml:"dial_timeout" help:"deadline for connecting to the exit (TCP, TLS and first ping)"`
-	HeaderTimeout    time.Duration  `yaml:"header_timeout" help:"deadline for a client's request header or SOCKS5 negotiation"`
-	IdleTimeout      time.Duration  `yaml:"idle_timeout" help:"idle keep-alive client connections, and request bodies that send nothing, are cut off after this"`
-	ShutdownTimeout  time.Duration  `yaml:"shutdown_timeout" help:"how long open connections may finish on shutdown"`
-	MaxConnections   int            `yaml:"max_connections" help:"client connections open at once; more are closed at once, with a log line"`
-	Admin            string         `yaml:"admin" help:"admin listener for metrics, health checks and 'fluidity status' (empty: off)"`
-	AdminPprof       bool           `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
-	AdminNonLoopback bool           `yaml:"admin_allow_non_loopback" help:"permit a non-loopback --admin address (its endpoints have no authentication)"`
-	Procs            int            `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
-	IAM              agentIAMConfig `yaml:"iam"`
-	Log              logConfig      `yaml:"log"`
+	Listen           string           `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
+	AllowNonLoopback bool             `yaml:"allow_non_loopback" help:"permit a non-loopback --listen address (anyone who reaches it can use your exit)"`
+	Lifecycle        string           `yaml:"lifecycle" help:"where the exit comes from: static (--server, always running) or aws (a task of your own, woken on demand through --control-url)"`
+	Server           string           `yaml:"server" help:"exit server address, HOST:PORT (lifecycle static)"`
+	ControlURL       string           `yaml:"control_url" help:"the control plane's function URL (lifecycle aws; printed by 'fluidity aws deploy'); requests are signed with your AWS credentials (--aws-profile)"`
+	WakeTimeout      time.Duration    `yaml:"wake_timeout" help:"how long a wake may take before the agent gives up and stops the exit (lifecycle aws; Fargate takes 30-90s)"`
+	WakeOnStart      bool             `yaml:"wake_on_start" help:"wake the exit when the agent starts, not at the first connection (lifecycle aws)"`
+	StopOnExit       bool             `yaml:"stop_on_exit" help:"stop the exit when the agent stops (lifecycle aws); otherwise it stops itself once idle"`
+	StateDir         string           `yaml:"state_dir" help:"where the agent keeps its record of exit hours (lifecycle aws; default: fluidity in your config directory)"`
+	ServerName       string           `yaml:"server_name" help:"name the exit's certificate is verified against, whatever address is dialed"`
+	Certs            string           `yaml:"certs" help:"directory with ca.crt, client.crt and client.key (made by 'fluidity certs init')"`
+	Cert             string           `yaml:"cert" help:"client certificate file (default: client.crt in --certs)"`
+	Key              string           `yaml:"key" help:"client private key file (default: client.key in --certs)"`
+	CA               string           `yaml:"ca" help:"CA certificate the exit's certificate must chain to (default: ca.crt in --certs)"`
+	PingInterval     time.Duration    `yaml:"ping_interval" help:"how often to check that the link is alive"`
+	PingTimeout      time.Duration    `yaml:"ping_timeout" help:"how long the exit may take to answer a ping before the link is declared dead"`
+	LinkWait         time.Duration    `yaml:"link_wait" help:"how long a new client connection waits for the link before it gets 503"`
+	DialTimeout      time.Duration    `yaml:"dial_timeout" help:"deadline for connecting to the exit (TCP, TLS and first ping)"`
+	HeaderTimeout    time.Duration    `yaml:"header_timeout" help:"deadline for a client's request header or SOCKS5 negotiation"`
+	IdleTimeout      time.Duration    `yaml:"idle_timeout" help:"idle keep-alive client connections, and request bodies that send nothing, are cut off after this"`
+	ShutdownTimeout  time.Duration    `yaml:"shutdown_timeout" help:"how long open connections may finish on shutdown"`
+	MaxConnections   int              `yaml:"max_connections" help:"client connections open at once; more are closed at once, with a log line"`
+	Admin            string           `yaml:"admin" help:"admin listener for metrics, health checks and 'fluidity status' (empty: off)"`
+	AdminPprof       bool             `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
+	AdminNonLoopback bool             `yaml:"admin_allow_non_loopback" help:"permit a non-loopback --admin address (its endpoints have no authentication)"`
+	Procs            int              `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
+	IAM              agentIAMConfig   `yaml:"iam"`
+	Log              serviceLogConfig `yaml:"log"`
 }
 
 func defaultAgentConfig() agentConfig {
@@ -66,7 +66,7 @@ func defaultAgentConfig() agentConfig {
 		Admin:           defaultAgentAdmin,
 		IAM:             defaultAgentIAM(),
 		Procs:           defaultProcs,
-		Log:             defaultLog(),
+		Log:             defaultServiceLog(),
 	}
 }
 
@@ -151,7 +151,8 @@ IAM identity, for exits that check it (see 'fluidity token').`)
 	if _, err := parse(env, fs, &cfg, args); err != nil {
 		return err
 	}
-	log := cfg.Log.logger(env.Stderr)
+	log, flushLog := cfg.Log.logger(env.Stderr)
+	defer flushLog()
 	applyProcs(env, cfg.Procs, log)
 	reg := metrics.NewRegistry()
 	exit, err := newLifecycle(ctx, cfg, log)

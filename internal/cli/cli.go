@@ -19,6 +19,7 @@ var version = ""
 
 // Env is what a command sees of the outside world.
 type Env struct {
+	Stdin          io.Reader // nil means os.Stdin
 	Stdout, Stderr io.Writer
 	Environ        []string // os.Environ() form
 	// SetProcs sets the number of threads running Go code at once
@@ -41,11 +42,45 @@ func commands() []command {
 		{"status", "ask the running agent how its link is", runStatus},
 		{"wake", "wake your exit on AWS and wait until it is ready", runWake},
 		{"stop", "stop your exit on AWS", runStop},
-		{"certs", "create a private CA and certificates (certs init, certs issue-client)", runCerts},
+		{"certs", "create a private CA and certificates, revoke them (certs init, certs issue-client, certs revoke, certs push)", runCerts},
+		{"aws", "set up your exit on demand in AWS, or remove it (aws deploy, aws destroy)", runAWS},
 		{"token", "print a fresh IAM token for an exit that checks AWS identities", runToken},
 		{"lambda", "the control plane's AWS Lambda function (run as its bootstrap)", runLambda},
 		{"version", "print the version", runVersion},
 	}
+}
+
+// runSubcommand runs the subcommand args[0] of the command name, one of
+// subs, or prints the command's usage: its subcommands with their
+// summaries.
+func runSubcommand(ctx context.Context, env Env, name string, subs []command, args []string) error {
+	usage := func() {
+		names := make([]string, len(subs))
+		for i, c := range subs {
+			names[i] = c.name
+		}
+		fmt.Fprintf(env.Stderr, "Usage: fluidity %s <%s> [flags]\n\n", name, strings.Join(names, "|"))
+		for _, c := range subs {
+			fmt.Fprintf(env.Stderr, "  %-13s %s\n", c.name, c.summary)
+		}
+		fmt.Fprintf(env.Stderr, "\nRun 'fluidity %s <subcommand> --help' for its flags.\n", name)
+	}
+	if len(args) == 0 {
+		usage()
+		return errUsage
+	}
+	for _, c := range subs {
+		if c.name == args[0] {
+			return c.run(ctx, env, args[1:])
+		}
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage()
+		return flag.ErrHelp
+	}
+	fmt.Fprintf(env.Stderr, "fluidity %s: unknown subcommand %q\n\n", name, args[0])
+	usage()
+	return errUsage
 }
 
 // errUsage means the usage has been printed; exit with status 2.

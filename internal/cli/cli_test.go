@@ -48,8 +48,9 @@ func run(t *testing.T, environ []string, args ...string) (code int, stdout, stde
 func TestEveryCommandHasHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"up", "--help"}, {"agent", "--help"}, {"server", "--help"}, {"token", "--help"},
-		{"certs", "--help"}, {"certs", "init", "--help"}, {"certs", "issue-client", "--help"}, {"version", "--help"},
+		{"certs", "--help"}, {"certs", "init", "--help"}, {"certs", "issue-client", "--help"}, {"certs", "revoke", "--help"}, {"version", "--help"},
 		{"wake", "--help"}, {"stop", "--help"}, {"lambda", "--help"}, {"status", "--help"},
+		{"aws", "--help"}, {"aws", "deploy", "--help"}, {"aws", "destroy", "--help"}, {"certs", "push", "--help"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			code, _, stderr := run(t, nil, args...)
@@ -176,7 +177,7 @@ func TestUpServesAndStopsCleanly(t *testing.T) {
 	stdout := &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- Main(ctx, Env{Stdout: stdout, Stderr: io.Discard}, []string{"up", "--state-dir", t.TempDir(), "--listen", proxyAddr})
+		done <- Main(ctx, Env{Stdout: stdout, Stderr: io.Discard}, []string{"up", "--state-dir", t.TempDir(), "--listen", proxyAddr, "--allow-private"})
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(stdout.String(), "Press Ctrl-C") {
@@ -232,5 +233,36 @@ func TestOnDemandSettingsAreCheckedAtStart(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want a failure saying %q", code, stderr, tc.want)
 			}
 		})
+	}
+}
+
+func TestCertsRevokeTakesTheNameBeforeOrAfterTheFlags(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, stderr := run(t, nil, "certs", "init", "--dir", dir); code != 0 {
+		t.Fatalf("init: %s", stderr)
+	}
+	for _, name := range []string{"laptop", "phone"} {
+		if code, _, stderr := run(t, nil, "certs", "issue-client", "--dir", dir, "--name", name); code != 0 {
+			t.Fatalf("issue-client: %s", stderr)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"after the flags", []string{"--dir", dir, "laptop"}, "Revoked laptop"},
+		{"before the flags", []string{"phone", "--dir", dir}, "Revoked phone"},
+		{"again", []string{"--dir=" + dir, "phone"}, "already revoked"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := run(t, nil, append([]string{"certs", "revoke"}, tc.args...)...)
+			if code != 0 || !strings.Contains(stdout, tc.want) {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want %q", code, stdout, stderr, tc.want)
+			}
+		})
+	}
+	if code, _, stderr := run(t, nil, "certs", "revoke", "--dir", dir); code != 2 || !strings.Contains(stderr, "which certificate") {
+		t.Fatalf("without a name: exit %d, %q; want a usage error", code, stderr)
 	}
 }

@@ -26,10 +26,14 @@ type serverIAMConfig struct {
 	STSEndpoint map[string]string `yaml:"sts_endpoint" help:"STS endpoint per region, REGION=URL, for private endpoints and tests (default: https://sts.REGION.amazonaws.com)"`
 	Timeout     time.Duration     `yaml:"timeout" help:"deadline for one STS call; streams get 503 when STS does not answer in time"`
 	CacheSize   int               `yaml:"cache_size" help:"verified tokens remembered until they expire, so new streams cost no STS call"`
+
+	MaxVerifications          int `yaml:"max_verifications" help:"STS calls in flight at once, all clients together; a new token beyond them gets 503 and a retry"`
+	MaxVerificationsPerClient int `yaml:"max_verifications_per_client" help:"STS calls in flight at once for one client certificate; a new token beyond them gets 429 (an agent sends one token at a time)"`
 }
 
 func defaultServerIAM() serverIAMConfig {
-	return serverIAMConfig{ServerID: defaultIAMServerID, Timeout: 5 * time.Second, CacheSize: 10000}
+	return serverIAMConfig{ServerID: defaultIAMServerID, Timeout: 5 * time.Second, CacheSize: 10000,
+		MaxVerifications: 64, MaxVerificationsPerClient: 4}
 }
 
 // enabled reports whether the exit checks IAM tokens at all.
@@ -41,6 +45,9 @@ func (c *serverIAMConfig) validate() error {
 	}
 	if !c.enabled() {
 		return nil
+	}
+	if c.MaxVerifications < 1 || c.MaxVerificationsPerClient < 1 {
+		return errors.New("iam.max_verifications, iam.max_verifications_per_client: must be at least 1 (defaults 64 and 4)")
 	}
 	if len(c.Regions) == 0 && len(c.STSEndpoint) == 0 {
 		return errors.New("iam.regions: empty, so no token could be checked; name the STS regions your agents sign for (for example --iam-regions us-east-1,eu-west-1)")
@@ -62,6 +69,9 @@ func (c *serverIAMConfig) verifier(limiter *iamauth.FailureLimiter) (*iamauth.Ve
 		Timeout:   c.Timeout,
 		CacheSize: c.CacheSize,
 		Limiter:   limiter,
+
+		MaxInFlight:          c.MaxVerifications,
+		MaxInFlightPerClient: c.MaxVerificationsPerClient,
 	})
 }
 

@@ -24,7 +24,8 @@ type lambdaConfig struct {
 	LeaseSlack     time.Duration `yaml:"lease_slack" help:"the sweep stops a task this long after its lease ran out (the exit stops itself at the lease; this is the backstop)"`
 	StartTimeout   time.Duration `yaml:"start_timeout" help:"the sweep stops a task that is not running this long after it was started"`
 	MaxLifetime    time.Duration `yaml:"max_lifetime" help:"the sweep stops any task older than this, whatever its lease"`
-	DailyLimit     time.Duration `yaml:"daily_limit" help:"if set, how long each identity's exit may run per day (UTC); kept in SSM parameters under /fluidity/usage"`
+	DailyLimit     time.Duration `yaml:"daily_limit" help:"if set, how long each identity's exit may run per day (UTC); kept in SSM parameters under ledger_prefix"`
+	LedgerPrefix   string        `yaml:"ledger_prefix" help:"the SSM parameter path of the daily limit's ledgers"`
 	Log            logConfig     `yaml:"log"`
 }
 
@@ -35,6 +36,7 @@ func defaultLambdaConfig() lambdaConfig {
 		LeaseSlack:   time.Minute,
 		StartTimeout: 10 * time.Minute,
 		MaxLifetime:  12 * time.Hour,
+		LedgerPrefix: "/fluidity/usage",
 		Log:          logConfig{Level: "info", Format: "json"},
 	}
 }
@@ -44,7 +46,7 @@ func (c *lambdaConfig) plane() controlplane.Config {
 		Cluster: c.Cluster, TaskDefinition: c.TaskDefinition, Subnets: c.Subnets, SecurityGroups: c.SecurityGroups,
 		Spot: c.Spot, ExitPort: c.ExitPort, Allow: c.Allow,
 		LeaseGrace: c.LeaseGrace, LeaseSlack: c.LeaseSlack, StartTimeout: c.StartTimeout, MaxLifetime: c.MaxLifetime,
-		DailyLimit: c.DailyLimit,
+		DailyLimit: c.DailyLimit, LedgerPrefix: c.LedgerPrefix,
 	}
 }
 

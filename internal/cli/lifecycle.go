@@ -107,7 +107,7 @@ func openControl(ctx context.Context, env Env, fs *flag.FlagSet, args []string) 
 	if _, err := parse(env, fs, &cfg, args); err != nil {
 		return nil, err
 	}
-	return newLifecycle(ctx, withAWS(cfg.Agent), cfg.Agent.Log.logger(env.Stderr))
+	return newLifecycle(ctx, withAWS(cfg.Agent), cfg.Agent.Log.Base.logger(env.Stderr))
 }
 
 func runWake(ctx context.Context, env Env, args []string) error {

@@ -28,6 +28,7 @@ func WriteReference(w io.Writer) {
 		{"up", "fluidity up", ptr(defaultUpConfig())},
 		{"certs init", "fluidity certs init", &certsInitConfig{ClientName: "fluidity-client"}},
 		{"certs issue-client", "fluidity certs issue-client", &issueClientConfig{}},
+		{"certs revoke", "fluidity certs revoke", &revokeConfig{}},
 		{"lambda", "fluidity lambda (the control plane's function, configured by its environment)", ptr(defaultLambdaConfig())},
 	}
 	for _, s := range sections {

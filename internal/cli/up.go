@@ -16,17 +16,17 @@ import (
 )
 
 type upConfig struct {
-	Listen       string    `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
-	StateDir     string    `yaml:"state_dir" help:"where the local certificates are kept (default: fluidity in your config directory)"`
-	AllowPrivate bool      `yaml:"allow_private" help:"let the local exit reach loopback and private addresses (on by default for local use)"`
-	Admin        string    `yaml:"admin" help:"admin listener (loopback) for metrics, health checks and 'fluidity status' (empty: off)"`
-	AdminPprof   bool      `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
-	Procs        int       `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
-	Log          logConfig `yaml:"log"`
+	Listen       string           `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
+	StateDir     string           `yaml:"state_dir" help:"where the local certificates are kept (default: fluidity in your config directory)"`
+	AllowPrivate bool             `yaml:"allow_private" help:"let the local exit reach loopback, private and link-local addresses (services on this machine and your network); off by default, so a page loaded through the proxy cannot reach them"`
+	Admin        string           `yaml:"admin" help:"admin listener (loopback) for metrics, health checks and 'fluidity status' (empty: off)"`
+	AdminPprof   bool             `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
+	Procs        int              `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
+	Log          serviceLogConfig `yaml:"log"`
 }
 
 func defaultUpConfig() upConfig {
-	return upConfig{Listen: "127.0.0.1:8080", AllowPrivate: true, Admin: defaultAgentAdmin, Procs: defaultProcs, Log: defaultLog()}
+	return upConfig{Listen: "127.0.0.1:8080", Admin: defaultAgentAdmin, Procs: defaultProcs, Log: defaultServiceLog()}
 }
 
 func (c *upConfig) Validate() error {
@@ -52,18 +52,20 @@ func defaultStateDir() string {
 
 func runUp(ctx context.Context, env Env, args []string) error {
 	cfg := defaultUpConfig()
-	fset := newFlagSet(env, "up", "up [--listen ADDR] [--state-dir DIR]", `
+	fset := newFlagSet(env, "up", "up [--listen ADDR] [--state-dir DIR] [--allow-private]", `
 Run Fluidity on this machine: an exit server on a loopback port and the
 local proxy in front of it, in one process, with certificates made on the
 first run. It shows the whole path working; for a real exit elsewhere, see
-'fluidity server' and 'fluidity agent'.`)
+'fluidity server' and 'fluidity agent'. Like every exit, it refuses
+loopback, private and link-local targets unless --allow-private is given.`)
 	if _, err := parse(env, fset, &cfg, args); err != nil {
 		return err
 	}
 	if cfg.StateDir == "" {
 		cfg.StateDir = defaultStateDir()
 	}
-	log := cfg.Log.logger(env.Stderr)
+	log, flushLog := cfg.Log.logger(env.Stderr)
+	defer flushLog()
 	applyProcs(env, cfg.Procs, log)
 	certDir := filepath.Join(cfg.StateDir, "certs")
 	if err := ensureCerts(certDir); err != nil {
@@ -128,6 +130,11 @@ HTTP, HTTPS (CONNECT) and SOCKS5 all use that one port. Try:
 		}
 		fmt.Fprintf(env.Stdout, "Admin (metrics, health, status) on http://%s; see the link with '%s'.\n", adminLn.Addr(), statusCmd)
 	}
+	if cfg.AllowPrivate {
+		fmt.Fprintf(env.Stdout, "Private targets are allowed (--allow-private): anything loaded through the proxy can reach services on this machine and your network.\n")
+	} else {
+		fmt.Fprintf(env.Stdout, "Private targets (this machine, your network, cloud metadata) are refused; --allow-private lets them through.\n")
+	}
 	fmt.Fprintf(env.Stdout, "Certificates are in %s. Press Ctrl-C to stop.\n", certDir)
 
 	var wg sync.WaitGroup
@@ -138,7 +145,17 @@ HTTP, HTTPS (CONNECT) and SOCKS5 all use that one port. Try:
 		defer wg.Done()
 		exitErr = srv.Serve(exitCtx, exitLn)
 	}()
-	agentErr := serveWithAdmin(ctx, adminLn, agentAdmin(a, reg, cfg.AdminPprof, log.With("side", "admin")), func(ctx context.Context) error {
+	acfgAdmin := agentAdmin(a, reg, cfg.AdminPprof, log.With("side", "admin"))
+	acfgAdmin.Ready = func() error {
+		if err := a.Ready(); err != nil {
+			return err
+		}
+		if err := srv.Ready(); err != nil {
+			return fmt.Errorf("the local exit: %w", err)
+		}
+		return nil
+	}
+	agentErr := serveWithAdmin(ctx, adminLn, acfgAdmin, func(ctx context.Context) error {
 		return a.Serve(ctx, agentLn)
 	})
 	stopExit() // after the agent has drained

@@ -23,13 +23,14 @@ func TestUpRunsBothSidesAndReusesCertificates(t *testing.T) {
 	runUp := func(t *testing.T) {
 		t.Helper()
 		up, addr := proctest.StartReady(t, "up", proctest.AgentReady, func(addr string) []string {
-			return []string{"up", "--state-dir", stateDir, "--listen", addr, "--log-level", "debug"}
+			// The origin is on loopback, which up refuses by default.
+			return []string{"up", "--state-dir", stateDir, "--listen", addr, "--log-level", "debug", "--allow-private"}
 		})
 		if !up.WaitStdout("Press Ctrl-C to stop.", 5*time.Second) {
 			t.Fatalf("up printed no banner:\n%s", up.Stdout())
 		}
 		out := up.Stdout()
-		for _, want := range []string{"local proxy on " + addr, "curl -x http://" + addr, "--socks5-hostname " + addr} {
+		for _, want := range []string{"local proxy on " + addr, "curl -x http://" + addr, "--socks5-hostname " + addr, "Private targets are allowed (--allow-private)"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("up printed %q, want it to contain %q", out, want)
 			}
@@ -61,6 +62,44 @@ func TestUpRunsBothSidesAndReusesCertificates(t *testing.T) {
 		if !bytes.Equal(after[name], data) {
 			t.Errorf("second run changed %s", name)
 		}
+	}
+}
+
+// TestUpRefusesPrivateTargetsByDefault runs 'fluidity up' without flags:
+// it says that private targets are refused, and a request through it to a
+// service on this machine gets the exit's 403 naming the address, while
+// with --allow-private the same request goes through.
+func TestUpRefusesPrivateTargetsByDefault(t *testing.T) {
+	origin := newOrigin(t)
+	for _, tc := range []struct {
+		name   string
+		flags  []string
+		banner string
+		status string
+	}{
+		{"by default", nil, "Private targets (this machine, your network, cloud metadata) are refused; --allow-private lets them through.", "403"},
+		{"with --allow-private", []string{"--allow-private"}, "Private targets are allowed (--allow-private)", "200"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stateDir := filepath.Join(t.TempDir(), "state")
+			up, addr := proctest.StartReady(t, "up", proctest.AgentReady, func(addr string) []string {
+				return append([]string{"up", "--state-dir", stateDir, "--listen", addr, "--admin", ""}, tc.flags...)
+			})
+			if !up.WaitStdout("Press Ctrl-C to stop.", 5*time.Second) {
+				t.Fatalf("up printed no banner:\n%s", up.Stdout())
+			}
+			if !strings.Contains(up.Stdout(), tc.banner) {
+				t.Fatalf("up's banner does not say %q:\n%s", tc.banner, up.Stdout())
+			}
+			proctest.WaitLinkUp(t, up, 1, linkWithin)
+			res := runCurl(t, curlOpts{}, "-x", "http://"+addr, "-i", origin.URL+"/hello")
+			if !strings.HasPrefix(res.stdout, "HTTP/1.1 "+tc.status) {
+				t.Fatalf("a request to %s through up: %q; want %s", origin.URL, res.stdout, tc.status)
+			}
+			if tc.status == "403" && (!strings.Contains(res.stdout, "destination_ip_prohibited") || !strings.Contains(res.stdout, "127.0.0.1")) {
+				t.Fatalf("the refusal does not name the address and the reason: %q", res.stdout)
+			}
+		})
 	}
 }
 

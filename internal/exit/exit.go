@@ -11,6 +11,7 @@ package exit
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"fluidity/internal/acceptloop"
 	"fluidity/internal/metrics"
 	"fluidity/internal/pki"
 	"fluidity/internal/relay"
@@ -64,6 +66,17 @@ type Config struct {
 	// exit that is going away drains), so a few more allow a handful of
 	// agents sharing a certificate. If zero, 8 is used.
 	MaxLinksPerClient int
+	// MaxTunnelsPerClient bounds the HTTP/1.1 CONNECT connections (each one
+	// tunnel) open at once per client certificate name and, when Authorize
+	// returns an identity, per identity. More get 429. If zero, 64: a
+	// browser opens at most 32 connections to one proxy.
+	MaxTunnelsPerClient int
+	// Revoked, if set, says why the client certificate chain[0] (of a
+	// verified chain, its issuer next) is revoked, or returns nil. It is
+	// asked at every handshake, which fails when it says so (the reason is
+	// "certificate revoked" when its error wraps pki.ErrRevoked), and again
+	// for every open link by Recheck. It must be safe for concurrent use.
+	Revoked func(chain []*x509.Certificate) error
 	// Observer, if set, is told about handshakes, links and streams, for
 	// metrics.
 	Observer Observer
@@ -80,8 +93,12 @@ type Observer interface {
 	// (pki.HandshakeFailure).
 	HandshakeFailed(reason string)
 	// LinkRefused reports a connection refused after its handshake because
-	// a limit was reached: "max_links" or "max_links_per_client".
+	// a limit was reached: "max_links", "max_links_per_client" or
+	// "max_tunnels_per_client".
 	LinkRefused(reason string)
+	// LinkRevoked reports an open connection closed by Recheck because its
+	// client certificate is revoked.
+	LinkRevoked()
 	// LinkOpened and LinkClosed bracket an accepted connection.
 	LinkOpened()
 	LinkClosed()
@@ -100,6 +117,7 @@ type nopObserver struct{}
 
 func (nopObserver) HandshakeFailed(string)                         {}
 func (nopObserver) LinkRefused(string)                             {}
+func (nopObserver) LinkRevoked()                                   {}
 func (nopObserver) LinkOpened()                                    {}
 func (nopObserver) LinkClosed()                                    {}
 func (nopObserver) StreamStarted(time.Duration)                    {}
@@ -112,15 +130,18 @@ type Server struct {
 
 	obs Observer // immutable after New; never nil
 
-	start   time.Time      // immutable after New
-	wg      sync.WaitGroup // one per connection goroutine
-	streams atomic.Int64   // open tunnel streams
-	total   atomic.Int64   // streams served
-	lastAct atomic.Int64   // unix nanos of the last stream start or end
+	start   time.Time                           // immutable after New
+	wg      sync.WaitGroup                      // one per connection goroutine
+	streams atomic.Int64                        // open tunnel streams
+	total   atomic.Int64                        // streams served
+	lastAct atomic.Int64                        // unix nanos of the last stream start or end
+	accept  atomic.Pointer[acceptloop.Listener] // set by Serve
 
 	mu        sync.Mutex
-	links     int            // guarded by mu; accepted connections open
-	perClient map[string]int // guarded by mu; HTTP/2 links open per client certificate name
+	links     int                      // guarded by mu; accepted connections open
+	perClient map[string]int           // guarded by mu; HTTP/2 links open per client certificate name
+	tunnels   map[string]int           // guarded by mu; HTTP/1.1 connections open per certificate name ("cert:NAME") and identity ("id:ARN")
+	open      map[*clientConn]struct{} // guarded by mu; admitted connections, for Recheck
 }
 
 // New checks cfg and returns a Server.
@@ -155,14 +176,32 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxLinksPerClient == 0 {
 		cfg.MaxLinksPerClient = 8
 	}
-	if cfg.MaxLinks < 0 || cfg.MaxLinksPerClient < 0 {
+	if cfg.MaxTunnelsPerClient == 0 {
+		cfg.MaxTunnelsPerClient = 64
+	}
+	if cfg.MaxLinks < 0 || cfg.MaxLinksPerClient < 0 || cfg.MaxTunnelsPerClient < 0 {
 		return nil, errors.New("exit: negative link limit")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if revoked := cfg.Revoked; revoked != nil {
+		// Refused at the handshake: the client learns it there, with a
+		// bad_certificate alert.
+		cfg.TLS = cfg.TLS.Clone()
+		verify := cfg.TLS.VerifyConnection
+		cfg.TLS.VerifyConnection = func(cs tls.ConnectionState) error {
+			if verify != nil {
+				if err := verify(cs); err != nil {
+					return err
+				}
+			}
+			return revoked(peerChain(cs))
+		}
+	}
 	cfg.Tunnel.Logger = cfg.Logger
-	s := &Server{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, perClient: make(map[string]int)}
+	s := &Server{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, perClient: make(map[string]int), tunnels: make(map[string]int),
+		open: make(map[*clientConn]struct{})}
 	if s.obs == nil {
 		s.obs = nopObserver{}
 	}
@@ -179,9 +218,13 @@ func (s *Server) LastActivity() time.Time { return time.Unix(0, s.lastAct.Load()
 
 // Serve accepts connections on ln until ctx ends, then stops accepting,
 // lets open streams drain for up to ShutdownTimeout and returns after every
-// connection has been closed.
+// connection has been closed. Temporary accept failures (the process out
+// of file descriptors) are retried with backoff, and reported by Ready
+// while they last.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	al := acceptloop.New(ln, s.log)
+	s.accept.Store(al)
+	stop := context.AfterFunc(ctx, func() { al.Close() })
 	defer stop()
 	// When ctx ends, HTTP/2 connections send GOAWAY and drain for up to
 	// ShutdownTimeout (see tunnel.Config); HTTP/1.1 tunnels get the same
@@ -193,26 +236,28 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		t.Stop()
 		cancelHard()
 	}()
-	var delay time.Duration
 	for {
-		nc, err := ln.Accept()
+		nc, err := al.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				s.log.Info("exit server stopping", "open_streams", s.streams.Load())
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = max(5*time.Millisecond, min(2*delay, time.Second))
-				time.Sleep(delay)
-				continue
-			}
 			return fmt.Errorf("exit: accept: %w", err)
 		}
-		delay = 0
 		s.wg.Add(1)
 		go s.serveConn(ctx, hardCtx, nc)
 	}
+}
+
+// Ready reports why the server cannot take new connections, or nil: while
+// accepting them fails (out of file descriptors), the error says so.
+func (s *Server) Ready() error {
+	al := s.accept.Load()
+	if al == nil {
+		return errors.New("the exit is not serving yet")
+	}
+	return al.Err()
 }
 
 // serveConn serves one connection. ctx ends when the server begins to stop;
@@ -243,16 +288,22 @@ func (s *Server) serveConn(ctx, hardCtx context.Context, nc net.Conn) {
 		s:        s,
 		identity: state.PeerCertificates[0].Subject.CommonName,
 		remote:   nc.RemoteAddr().String(),
+		chain:    peerChain(state),
+		nc:       nc,
 	}
 	h2 := state.NegotiatedProtocol == "h2"
 	release, refusal := s.admitLink(cc.identity, h2)
 	if refusal != nil {
-		s.obs.LinkRefused(refusal.reason)
-		s.log.Warn("link refused", "client", cc.identity, "remote", cc.remote, "reason", refusal.reason, "err", refusal.msg)
+		cc.refused(refusal)
 		refuseLink(tc, h2, refusal)
 		return
 	}
 	defer release()
+	defer s.track(cc)()
+	if cc.cutOffIfRevoked() {
+		// Revoked between its handshake and now; Recheck may have missed it.
+		return
+	}
 	if h2 {
 		tcfg := s.cfg.Tunnel
 		tcfg.ShutdownTimeout = s.cfg.ShutdownTimeout
@@ -268,8 +319,78 @@ func (s *Server) serveConn(ctx, hardCtx context.Context, nc net.Conn) {
 // clientConn is one authenticated connection.
 type clientConn struct {
 	s        *Server
-	identity string // client certificate common name
-	remote   string
+	identity string              // client certificate common name
+	remote   string              //
+	chain    []*x509.Certificate // immutable; the verified chain of its certificate
+	nc       net.Conn            // immutable; closed to cut it off
+	cut      atomic.Bool         // it was cut off by Recheck
+}
+
+// peerChain is the verified chain of the client's certificate, or what
+// it sent if there is none.
+func peerChain(cs tls.ConnectionState) []*x509.Certificate {
+	if len(cs.VerifiedChains) > 0 {
+		return cs.VerifiedChains[0]
+	}
+	return cs.PeerCertificates
+}
+
+// track counts cc among the open connections that Recheck looks at, until
+// the func it returns is called.
+func (s *Server) track(cc *clientConn) (untrack func()) {
+	s.mu.Lock()
+	s.open[cc] = struct{}{}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.open, cc)
+		s.mu.Unlock()
+	}
+}
+
+// Recheck asks Config.Revoked again about the client certificate of every
+// open connection, and closes those it says are revoked: each is logged
+// and counted, and its streams end. It returns how many it closed. Call it
+// after the revocations have changed.
+func (s *Server) Recheck() int {
+	if s.cfg.Revoked == nil {
+		return 0
+	}
+	s.mu.Lock()
+	open := make([]*clientConn, 0, len(s.open))
+	for cc := range s.open {
+		open = append(open, cc)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, cc := range open {
+		if cc.cutOffIfRevoked() {
+			n++
+		}
+	}
+	return n
+}
+
+// cutOffIfRevoked closes the connection if its client certificate is
+// revoked now, and reports whether it did.
+func (cc *clientConn) cutOffIfRevoked() bool {
+	if cc.s.cfg.Revoked == nil {
+		return false
+	}
+	err := cc.s.cfg.Revoked(cc.chain)
+	if err == nil || !cc.cut.CompareAndSwap(false, true) {
+		return false
+	}
+	cc.s.obs.LinkRevoked()
+	cc.s.log.Warn("link cut off: its client certificate is revoked", "client", cc.identity, "remote", cc.remote, "err", err)
+	cc.nc.Close()
+	return true
+}
+
+// refused counts and logs a refusal of the connection by a limit.
+func (cc *clientConn) refused(r *linkRefusal) {
+	cc.s.obs.LinkRefused(r.reason)
+	cc.s.log.Warn("link refused", "client", cc.identity, "remote", cc.remote, "reason", r.reason, "err", r.msg)
 }
 
 // serveStream serves one HTTP/2 CONNECT stream.
@@ -278,20 +399,23 @@ func (cc *clientConn) serveStream(ctx context.Context, req *tunnel.Request, st *
 	identity, err := cc.authorize(ctx, req.Header)
 	x.identity = identity
 	if err != nil {
-		status, typ := classify(err, http.StatusForbidden)
-		st.RejectWith(status, authHeader(status), typ, err.Error())
+		// The reason is settled before the refusal is sent: a client that
+		// has its answer may reset the stream, which is no cancellation.
 		reason := metrics.ReasonAuthFailed
 		if ctx.Err() != nil {
 			reason = metrics.ReasonCanceled
 		}
+		status, typ := classify(err, http.StatusForbidden)
+		st.RejectWith(status, authHeader(status), typ, err.Error())
 		x.end(reason, 0, 0, err)
 		return
 	}
 	target, err := cc.dial(ctx, req.Authority)
 	if err != nil {
+		reason := dialReason(ctx, err) // before the client has its answer, as above
 		status, typ := classify(err, http.StatusBadGateway)
 		st.Reject(status, typ, err.Error())
-		x.end(dialReason(ctx, err), 0, 0, err)
+		x.end(reason, 0, 0, err)
 		return
 	}
 	x.started()

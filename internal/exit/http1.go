@@ -65,11 +65,21 @@ func (cc *clientConn) serveHTTP1(ctx context.Context, tc *tls.Conn) {
 		x.end(metrics.ReasonAuthFailed, 0, 0, err)
 		return
 	}
+	if identity != "" {
+		release, refusal := cc.s.admitIdentity(identity)
+		if refusal != nil {
+			cc.refused(refusal)
+			writeHTTP1Error(tc, refusal.status, nil, "connection_limit_reached", "fluidity exit: link refused: "+refusal.msg)
+			return
+		}
+		defer release()
+	}
 	target, err := cc.dial(ctx, authority)
 	if err != nil {
+		reason := dialReason(ctx, err) // before the client has its answer
 		status, typ := classify(err, http.StatusBadGateway)
 		writeHTTP1Error(tc, status, nil, typ, err.Error())
-		x.end(dialReason(ctx, err), 0, 0, err)
+		x.end(reason, 0, 0, err)
 		return
 	}
 	x.started()

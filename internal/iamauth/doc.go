@@ -107,4 +107,20 @@
 // Requests (not 407: a client should wait, not mint again) without any
 // STS call. Missing tokens cost nothing and are not counted, nor are STS
 // outages, which are not the client's fault.
+//
+// An STS call uses its unit when it starts, not when its answer comes: it
+// is given back when STS confirms an allowed identity or cannot be asked.
+// Counting after the answer let a client send many bad tokens at once and
+// have each of them checked before the first failure was counted (2,000
+// concurrent tokens caused 1,347 STS calls); counted at the start, a burst
+// costs at most Burst calls.
+//
+// # Bounds on calls in flight
+//
+// At most Config.MaxInFlight STS calls (64) are in flight at once, and at
+// most Config.MaxInFlightPerClient (4) for one VerifyFor key. A new token
+// beyond them is refused at once with ErrBusy: status 429 for the client's
+// own bound, 503 for the exit's, both with RetryAfter. An agent sends one
+// token at a time, and concurrent callers with the same token share one
+// call and count one failure, so neither bound is met in normal use.
 package iamauth

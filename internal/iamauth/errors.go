@@ -23,6 +23,10 @@ var (
 	// ErrTooManyFailures: the client failed too often recently and is
 	// refused without a look at its token (status 429).
 	ErrTooManyFailures = errors.New("too many failed iam attempts")
+	// ErrBusy: too many verifications are in flight, for this client
+	// (status 429) or for the exit (status 503). The token was not judged;
+	// retry after RetryAfter.
+	ErrBusy = errors.New("too many iam verifications in flight")
 	// ErrClosed: the Verifier was closed (status 503).
 	ErrClosed = errors.New("iam verifier closed")
 )
@@ -35,7 +39,8 @@ type Error struct {
 	Reason string // what went wrong, and what to do when the client can act on it
 	Err    error  // one of the sentinels above
 
-	// RetryAfter is, for status 429, when the client may try again.
+	// RetryAfter is, for status 429 and ErrBusy, when the client may try
+	// again.
 	RetryAfter time.Duration
 }
 

@@ -81,6 +81,43 @@ func (l *FailureLimiter) Failed(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
+	b := l.bucketLocked(key, now)
+	b.failedAt = now
+	if b.tokens -= 1; b.tokens < 0 {
+		b.tokens = 0
+	}
+}
+
+// Take records one failure of key in advance, for an attempt about to be
+// made whose outcome is not known yet, if key may try: ok is false, with
+// the time until it may, when its failures have used up its budget. Refund
+// gives the failure back when the attempt succeeds.
+func (l *FailureLimiter) Take(key string) (ok bool, retryAfter time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	b := l.bucketLocked(key, now)
+	if b.tokens < 1 {
+		return false, time.Duration((1 - b.tokens) * float64(l.interval()))
+	}
+	b.tokens--
+	b.failedAt = now
+	return true, 0
+}
+
+// Refund gives back a failure that Take recorded in advance.
+func (l *FailureLimiter) Refund(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b, found := l.buckets[key]; found {
+		l.refillLocked(b, l.now())
+		b.tokens = min(b.tokens+1, l.burst())
+	}
+}
+
+// bucketLocked returns key's bucket, brought up to now, making it if
+// needed.
+func (l *FailureLimiter) bucketLocked(key string, now time.Time) *bucket {
 	b, found := l.buckets[key]
 	if !found {
 		if l.buckets == nil {
@@ -91,10 +128,7 @@ func (l *FailureLimiter) Failed(key string) {
 		l.buckets[key] = b
 	}
 	l.refillLocked(b, now)
-	b.failedAt = now
-	if b.tokens -= 1; b.tokens < 0 {
-		b.tokens = 0
-	}
+	return b
 }
 
 // makeRoomLocked keeps the map under MaxKeys: it forgets full buckets

@@ -57,6 +57,16 @@ type Config struct {
 	// Limiter, if set, is consulted by VerifyFor.
 	Limiter *FailureLimiter
 
+	// MaxInFlight bounds the STS calls in flight at once, for all clients
+	// together (iam.max_verifications). A new token that would need one
+	// more gets ErrBusy (503). If zero, 64.
+	MaxInFlight int
+
+	// MaxInFlightPerClient bounds the STS calls in flight at once for one
+	// client, as VerifyFor's key names it (iam.max_verifications_per_client).
+	// A new token that would need one more gets ErrBusy (429). If zero, 4.
+	MaxInFlightPerClient int
+
 	// Now is the clock. If nil, time.Now is used.
 	Now func() time.Time
 }
@@ -72,27 +82,30 @@ type Identity struct {
 // A Verifier checks IAM tokens. It is safe for concurrent use.
 type Verifier struct {
 	// Immutable after New.
-	serverID  string
-	hosts     hostRegion        // accepted signed host → region
-	endpoints map[string]string // region → base URL, no trailing slash
-	allow     principal.Allowlist
-	timeout   time.Duration
-	client    *http.Client
-	limiter   *FailureLimiter
-	now       func() time.Time
+	serverID                     string
+	hosts                        hostRegion        // accepted signed host → region
+	endpoints                    map[string]string // region → base URL, no trailing slash
+	allow                        principal.Allowlist
+	timeout                      time.Duration
+	client                       *http.Client
+	limiter                      *FailureLimiter
+	now                          func() time.Time
+	maxFlights, maxClientFlights int
 
 	ctx    context.Context // ends the STS calls in flight; cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // STS calls in flight
 
-	mu      sync.Mutex
-	cache   *cache               // guarded by mu
-	flights map[[32]byte]*flight // guarded by mu: STS calls in flight, by token hash
-	closed  bool                 // guarded by mu
+	mu            sync.Mutex
+	cache         *cache               // guarded by mu
+	flights       map[[32]byte]*flight // guarded by mu: STS calls in flight, by token hash
+	clientFlights map[string]int       // guarded by mu: STS calls in flight per VerifyFor key
+	closed        bool                 // guarded by mu
 }
 
 // flight is one STS call that any number of Verify calls wait for.
 type flight struct {
+	key  string        // immutable: the VerifyFor key of the call that started it, "" for Verify
 	done chan struct{} // closed by callSTS when id and err are set
 	id   Identity
 	err  *Error
@@ -119,6 +132,10 @@ func New(cfg Config) (*Verifier, error) {
 		limiter:   cfg.Limiter,
 		now:       cfg.Now,
 		flights:   map[[32]byte]*flight{},
+
+		clientFlights:    map[string]int{},
+		maxFlights:       cfg.MaxInFlight,
+		maxClientFlights: cfg.MaxInFlightPerClient,
 	}
 	if v.serverID == "" {
 		return nil, &configError{key: "iam.server_id", msg: "empty; set it to this exit's ID (--iam-server-id) and give agents the same value"}
@@ -172,6 +189,18 @@ func New(cfg Config) (*Verifier, error) {
 		return nil, &configError{key: "iam.cache_size", msg: "negative"}
 	}
 	v.cache = newCache(size)
+	if v.maxFlights == 0 {
+		v.maxFlights = 64
+	}
+	if v.maxClientFlights == 0 {
+		v.maxClientFlights = 4
+	}
+	if v.maxFlights < 0 {
+		return nil, &configError{key: "iam.max_verifications", msg: "negative"}
+	}
+	if v.maxClientFlights < 0 {
+		return nil, &configError{key: "iam.max_verifications_per_client", msg: "negative"}
+	}
 	if cfg.HTTPClient != nil {
 		c := *cfg.HTTPClient
 		v.client = &c
@@ -214,11 +243,14 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 }
 
 // VerifyFor is Verify for the client named by key (for example its
-// certificate's common name), applying Config.Limiter: cached tokens pass
-// as usual, but a client whose recent failures used up its budget gets
-// ErrTooManyFailures (status 429) before any STS call, and each of its
-// ErrInvalidToken and ErrNotAllowed failures is counted. Missing tokens and
-// STS outages are not counted.
+// certificate's common name), applying Config.Limiter and
+// MaxInFlightPerClient: cached tokens pass as usual, but a client whose
+// recent failures used up its budget gets ErrTooManyFailures (status 429)
+// before any STS call, and each of its ErrInvalidToken and ErrNotAllowed
+// failures is counted. An STS call counts as a failure from the moment it
+// starts, and is given back if STS confirms an allowed identity or cannot
+// be asked, so a burst of concurrent bad tokens costs no more STS calls
+// than the budget holds. Missing tokens and STS outages are not counted.
 func (v *Verifier) VerifyFor(ctx context.Context, key, token string) (Identity, error) {
 	id, err := v.verify(ctx, key, token)
 	if err != nil {
@@ -231,11 +263,11 @@ func (v *Verifier) verify(ctx context.Context, key, token string) (Identity, *Er
 	if token == "" {
 		return Identity{}, &Error{Status: http.StatusProxyAuthRequired, Reason: "no IAM token; send Proxy-Authorization: Bearer <token> (fluidity token prints one)", Err: ErrNoToken}
 	}
-	id, err := v.identify(ctx, key, token)
+	id, err, counted := v.identify(ctx, key, token)
 	if err == nil && !v.allow.Allows(mustCanonical(id.ARN)) {
 		err = notAllowed(id.ARN + " is not in iam.allow")
 	}
-	if err != nil && key != "" && v.limiter != nil && (err.Err == ErrInvalidToken || err.Err == ErrNotAllowed) {
+	if !counted && err != nil && key != "" && v.limiter != nil && (err.Err == ErrInvalidToken || err.Err == ErrNotAllowed) {
 		v.limiter.Failed(key)
 	}
 	return id, err
@@ -247,9 +279,13 @@ func mustCanonical(s string) principal.ARN {
 }
 
 // identify returns the identity token proves, from the cache or from STS.
-func (v *Verifier) identify(ctx context.Context, key, token string) (Identity, *Error) {
+// counted reports that the limiter has already been told of the outcome:
+// the result came from an STS call, which was counted as a failure when it
+// started (see callSTS); callers that shared the call count nothing, so
+// concurrent identical tokens cost one call and at most one failure.
+func (v *Verifier) identify(ctx context.Context, key, token string) (id Identity, err *Error, counted bool) {
 	if len(token) > MaxTokenSize {
-		return Identity{}, invalid("token longer than " + strconv.Itoa(MaxTokenSize) + " bytes")
+		return Identity{}, invalid("token longer than " + strconv.Itoa(MaxTokenSize) + " bytes"), false
 	}
 	h := sha256.Sum256([]byte(token))
 	now := v.now()
@@ -257,63 +293,104 @@ func (v *Verifier) identify(ctx context.Context, key, token string) (Identity, *
 	v.mu.Lock()
 	if id, ok := v.cache.get(h, now); ok {
 		v.mu.Unlock()
-		return id, nil
+		return id, nil, false
 	}
 	v.mu.Unlock()
 
-	if key != "" && v.limiter != nil {
+	limited := key != "" && v.limiter != nil
+	if limited {
 		if ok, wait := v.limiter.Allow(key); !ok {
-			wait = wait.Round(time.Second) + time.Second
-			return Identity{}, &Error{Status: http.StatusTooManyRequests, Err: ErrTooManyFailures, RetryAfter: wait,
-				Reason: "too many failed IAM attempts; retry in " + strconv.Itoa(int(wait/time.Second)) + "s"}
+			return Identity{}, tooManyFailures(wait), false
 		}
 	}
 
 	p, perr := parseToken(token, v.hosts, ServerIDHeader, now)
 	if perr != nil {
-		return Identity{}, perr
+		return Identity{}, perr, false
 	}
 
 	v.mu.Lock()
 	if id, ok := v.cache.get(h, now); ok { // verified while we parsed
 		v.mu.Unlock()
-		return id, nil
+		return id, nil, false
 	}
 	f, ok := v.flights[h]
 	if !ok {
-		if v.closed {
+		if f, err = v.startFlightLocked(h, p, key, limited); err != nil {
 			v.mu.Unlock()
-			return Identity{}, &Error{Status: http.StatusServiceUnavailable, Reason: "exit shutting down", Err: ErrClosed}
+			return Identity{}, err, false
 		}
-		f = &flight{done: make(chan struct{})}
-		v.flights[h] = f
-		v.wg.Add(1)
-		go v.callSTS(h, p, f)
 	}
 	v.mu.Unlock()
 
 	select {
 	case <-f.done:
-		return f.id, f.err
+		return f.id, f.err, true
 	case <-ctx.Done():
-		return Identity{}, unavailable("gave up waiting for STS: " + ctx.Err().Error())
+		return Identity{}, unavailable("gave up waiting for STS: " + ctx.Err().Error()), true
 	}
 }
 
-// callSTS runs one flight: it asks STS, caches a success, and wakes the
-// waiters. It holds no lock while STS is called.
-func (v *Verifier) callSTS(h [32]byte, p *presigned, f *flight) {
+// startFlightLocked starts an STS call for the token with hash h, if the
+// bounds on calls in flight and the client's failure budget allow one. The
+// call is counted as one of the client's failures from now on.
+func (v *Verifier) startFlightLocked(h [32]byte, p *presigned, key string, limited bool) (*flight, *Error) {
+	if v.closed {
+		return nil, &Error{Status: http.StatusServiceUnavailable, Reason: "exit shutting down", Err: ErrClosed}
+	}
+	if len(v.flights) >= v.maxFlights {
+		return nil, &Error{Status: http.StatusServiceUnavailable, Err: ErrBusy, RetryAfter: time.Second,
+			Reason: strconv.Itoa(v.maxFlights) + " IAM verifications are in flight, the exit's limit (iam.max_verifications); retry in a moment"}
+	}
+	if key != "" && v.clientFlights[key] >= v.maxClientFlights {
+		return nil, &Error{Status: http.StatusTooManyRequests, Err: ErrBusy, RetryAfter: time.Second,
+			Reason: strconv.Itoa(v.maxClientFlights) + " IAM verifications of this client are in flight, its limit (iam.max_verifications_per_client); retry in 1s, or reuse one token"}
+	}
+	if limited {
+		if ok, wait := v.limiter.Take(key); !ok {
+			return nil, tooManyFailures(wait)
+		}
+	}
+	f := &flight{key: key, done: make(chan struct{})}
+	v.flights[h] = f
+	if key != "" {
+		v.clientFlights[key]++
+	}
+	v.wg.Add(1)
+	go v.callSTS(h, p, f, limited)
+	return f, nil
+}
+
+func tooManyFailures(wait time.Duration) *Error {
+	wait = wait.Round(time.Second) + time.Second
+	return &Error{Status: http.StatusTooManyRequests, Err: ErrTooManyFailures, RetryAfter: wait,
+		Reason: "too many failed IAM attempts; retry in " + strconv.Itoa(int(wait/time.Second)) + "s"}
+}
+
+// callSTS runs one flight: it asks STS, caches a success, gives the
+// client's failure back unless the token failed, and wakes the waiters. It
+// holds no lock while STS is called.
+func (v *Verifier) callSTS(h [32]byte, p *presigned, f *flight, limited bool) {
 	defer v.wg.Done()
 	ctx, cancel := context.WithTimeout(v.ctx, v.timeout)
 	id, err := v.ask(ctx, p)
 	cancel()
+	failed := err != nil && err.Err == ErrInvalidToken || err == nil && !v.allow.Allows(mustCanonical(id.ARN))
 
 	v.mu.Lock()
 	if err == nil {
 		v.cache.put(h, id, v.now())
 	}
 	delete(v.flights, h)
+	if f.key != "" {
+		if v.clientFlights[f.key]--; v.clientFlights[f.key] <= 0 {
+			delete(v.clientFlights, f.key)
+		}
+	}
 	v.mu.Unlock()
+	if limited && !failed {
+		v.limiter.Refund(f.key)
+	}
 	f.id, f.err = id, err
 	close(f.done)
 }

@@ -102,8 +102,9 @@ func TestManyFreshTokensAtOnce(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	// The test is about concurrency, not STS latency: 200 signature checks at
 	// once under the race detector on a busy machine can take longer than
-	// the default 5s per call.
-	v, err := iamauth.New(iamauth.Config{ServerID: serverID, Endpoints: map[string]string{region: fake.URL}, Allow: []string{account}, Timeout: 30 * time.Second})
+	// the default 5s per call. All of them may be in flight at once.
+	v, err := iamauth.New(iamauth.Config{ServerID: serverID, Endpoints: map[string]string{region: fake.URL}, Allow: []string{account},
+		Timeout: 30 * time.Second, MaxInFlight: n})
 	if err != nil {
 		t.Fatal(err)
 	}

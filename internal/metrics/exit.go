@@ -15,6 +15,7 @@ type Exit struct {
 	linksOpen       prometheus.Gauge
 	linksTotal      prometheus.Counter
 	linksRefused    *prometheus.CounterVec
+	linksRevoked    prometheus.Counter
 	handshakeFailed *prometheus.CounterVec
 	streamsOpen     prometheus.Gauge
 	streamsTotal    prometheus.Counter
@@ -32,6 +33,7 @@ type Exit struct {
 const (
 	LinkRefusedMaxLinks     = "max_links"
 	LinkRefusedMaxPerClient = "max_links_per_client"
+	LinkRefusedMaxTunnels   = "max_tunnels_per_client"
 )
 
 // NewExit registers the exit's metrics on reg. Per-identity series are kept
@@ -47,9 +49,11 @@ func NewExit(reg prometheus.Registerer, identityLimit int) *Exit {
 		linksTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "fluidity_exit_links_total",
 			Help: "Client connections accepted after a successful TLS handshake and the link limits."}),
 		linksRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fluidity_exit_links_refused_total",
-			Help: "Client connections refused after the TLS handshake because a limit was reached, by limit: max_links or max_links_per_client."}, []string{"reason"}),
+			Help: "Client connections refused after the TLS handshake because a limit was reached, by limit: max_links, max_links_per_client or max_tunnels_per_client."}, []string{"reason"}),
+		linksRevoked: prometheus.NewCounter(prometheus.CounterOpts{Name: "fluidity_exit_links_revoked_total",
+			Help: "Open client connections closed because their client certificate was revoked while they were open."}),
 		handshakeFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fluidity_exit_tls_handshake_failures_total",
-			Help: "TLS handshakes that failed, by reason (no client certificate, unknown certificate authority, timeout, not TLS, ...)."}, []string{"reason"}),
+			Help: "TLS handshakes that failed, by reason (no client certificate, certificate revoked, unknown certificate authority, timeout, not TLS, ...)."}, []string{"reason"}),
 		streamsOpen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fluidity_exit_streams_open",
 			Help: "Streams open now: the target was dialed and bytes are being relayed."}),
 		streamsTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "fluidity_exit_streams_total",
@@ -74,7 +78,8 @@ func NewExit(reg prometheus.Registerer, identityLimit int) *Exit {
 	}
 	m.linksRefused.WithLabelValues(LinkRefusedMaxLinks)
 	m.linksRefused.WithLabelValues(LinkRefusedMaxPerClient)
-	reg.MustRegister(m.linksOpen, m.linksTotal, m.linksRefused, m.handshakeFailed, m.streamsOpen,
+	m.linksRefused.WithLabelValues(LinkRefusedMaxTunnels)
+	reg.MustRegister(m.linksOpen, m.linksTotal, m.linksRefused, m.linksRevoked, m.handshakeFailed, m.streamsOpen,
 		m.streamsTotal, m.results, m.bytes, m.setup, m.idStreams, m.idBytes)
 	return m
 }
@@ -84,6 +89,10 @@ func (m *Exit) HandshakeFailed(reason string) { m.handshakeFailed.WithLabelValue
 
 // LinkRefused counts a connection refused by a link limit.
 func (m *Exit) LinkRefused(reason string) { m.linksRefused.WithLabelValues(reason).Inc() }
+
+// LinkRevoked counts an open connection closed because its client
+// certificate was revoked.
+func (m *Exit) LinkRevoked() { m.linksRevoked.Inc() }
 
 // LinkOpened counts an accepted connection.
 func (m *Exit) LinkOpened() {

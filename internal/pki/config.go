@@ -153,6 +153,20 @@ func checkKeyPair(role string, src pairSource, chain []*x509.Certificate, key cr
 
 // loadCAPool returns a pool holding only the CA certificates in caFile.
 func loadCAPool(caFile string) (*x509.CertPool, error) {
+	certs, err := LoadCACertificates(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// LoadCACertificates returns the CA certificates in caFile, and an error
+// if it holds anything else.
+func LoadCACertificates(caFile string) ([]*x509.Certificate, error) {
 	data, err := readFile("CA certificate", caFile)
 	if err != nil {
 		return nil, err
@@ -161,14 +175,12 @@ func loadCAPool(caFile string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
 	for _, c := range certs {
 		if !c.IsCA {
 			return nil, fmt.Errorf("%s holds a certificate that is not a CA (%q); check the path", caFile, c.Subject.CommonName)
 		}
-		pool.AddCert(c)
 	}
-	return pool, nil
+	return certs, nil
 }
 
 func usageName(u x509.ExtKeyUsage) string {

@@ -18,7 +18,9 @@
 //	client.crt  the agent's certificate (CommonName fluidity-client)
 //	client.key
 //
-// [IssueClient] adds NAME.crt and NAME.key for another client. Keys are ECDSA
+// [IssueClient] adds NAME.crt and NAME.key for another client, and [Revoke]
+// revokes one in revoked.crl ([CRLFile]), a certificate revocation list
+// signed by the CA. Keys are ECDSA
 // P-256 in PEM "PRIVATE KEY" (PKCS #8) files of mode 0600 in directories of
 // mode 0700; certificates are PEM files of mode 0644. Nothing is overwritten
 // unless the caller forces it, and a key file that group or others can read
@@ -53,4 +55,13 @@
 // certificates. A server handshake
 // that fails can be summarised for logs and metrics with [HandshakeFailure];
 // a client that sent no certificate fails with [ErrNoClientCertificate].
+//
+// # Revocation
+//
+// [Revocations] is a set of revoked client certificates, read from a
+// revocation list file (serial numbers and SHA-256 fingerprints, one a
+// line) and a CRL; [RevocationWatcher] keeps one current with its files,
+// reloading them when their size or modification time changes. A
+// handshake refused because the client's certificate is revoked fails with
+// an error wrapping [ErrRevoked].
 package pki

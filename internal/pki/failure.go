@@ -17,6 +17,7 @@ import (
 // one of:
 //
 //	no client certificate
+//	certificate revoked                     the client's certificate is revoked (ErrRevoked)
 //	unknown certificate authority           the client's certificate is from another CA
 //	certificate expired or not yet valid    the client's certificate
 //	bad certificate                         the client's certificate, for any other reason
@@ -32,6 +33,9 @@ func HandshakeFailure(err error) string {
 	}
 	if errors.Is(err, ErrNoClientCertificate) {
 		return "no client certificate"
+	}
+	if errors.Is(err, ErrRevoked) {
+		return "certificate revoked"
 	}
 	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
 		return "unknown certificate authority"

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,12 @@ type Launcher struct {
 	// it under another name runs it as that name (AWS Lambda runs a
 	// binary named bootstrap).
 	Path string
+
+	// OpenFiles, if not zero, is the processes' limit on open files, soft
+	// and hard (ulimit -n), so that a test can make one run out of file
+	// descriptors. The process is started through /bin/sh, which sets the
+	// limit and execs it (the process keeps the shell's ID).
+	OpenFiles int
 }
 
 func (l Launcher) env() []string {
@@ -69,6 +76,12 @@ func (l Launcher) Start(t testing.TB, name string, args ...string) *Proc {
 	path := l.Path
 	if path == "" {
 		path = bin
+	}
+	if l.OpenFiles > 0 {
+		// A Go program raises its soft limit to the hard one at start, so
+		// both are set.
+		args = append([]string{"-c", `ulimit -n "$0" && exec "$@"`, strconv.Itoa(l.OpenFiles), path}, args...)
+		path = "/bin/sh"
 	}
 	return start(t, name, path, l.env(), args)
 }
