@@ -36,13 +36,25 @@ func (c *Conn) wantCredit(s *Stream, want int64) {
 	if o.sendWindow <= 0 && s.sendWindow > 0 && !o.reclaimed {
 		c.reclaimAll(s)
 	}
-	if g := min(want-s.budget.Load(), s.sendWindow, o.sendWindow); g > 0 {
-		c.grant(s, g)
-	}
-	if s.budget.Load() > 0 {
-		s.asking.Store(false)
-		s.wakeSend()
-		return
+	// The stream's writer spends its budget while this runs: what it holds
+	// when the grant is sized may be gone when it is checked. So the
+	// stream waits only when the windows have nothing left for it, never
+	// because a grant sized against a budget since spent left it empty.
+	for {
+		if g := min(want-s.budget.Load(), s.sendWindow, o.sendWindow); g > 0 {
+			c.grant(s, g)
+			if testHookAfterGrant != nil {
+				testHookAfterGrant(s)
+			}
+		}
+		if s.budget.Load() > 0 {
+			s.asking.Store(false)
+			s.wakeSend()
+			return
+		}
+		if want <= 0 || s.sendWindow <= 0 || o.sendWindow <= 0 {
+			break
+		}
 	}
 	if !s.waiting {
 		s.waiting = true
@@ -50,6 +62,10 @@ func (c *Conn) wantCredit(s *Stream, want int64) {
 		o.waiters = append(o.waiters, s)
 	}
 }
+
+// testHookAfterGrant, if set, runs on run's goroutine after each grant:
+// a test spends the budget there as a stream's writer may at that moment.
+var testHookAfterGrant func(*Stream)
 
 func (c *Conn) grant(s *Stream, g int64) {
 	s.sendWindow -= g
