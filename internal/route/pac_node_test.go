@@ -25,7 +25,7 @@ func TestPACAgreesWithDirect(t *testing.T) {
 	}
 	results := EvalPAC(t, node, r.PAC("127.0.0.1:8080"), pacURLs())
 	for i, u := range pacURLs() {
-		host := HostOfURL(u)
+		host := HostOf(u)
 		want := "PROXY 127.0.0.1:8080"
 		if r.Direct(host) {
 			want = "DIRECT"
@@ -51,8 +51,8 @@ func pacURLs() []string {
 	return urls
 }
 
-// HostOfURL is the host a browser passes FindProxyForURL, less brackets.
-func HostOfURL(u string) string {
+// HostOf is the host a browser passes FindProxyForURL, less brackets.
+func HostOf(u string) string {
 	_, rest, _ := strings.Cut(u, "://")
 	rest, _, _ = strings.Cut(rest, "/")
 	if strings.HasPrefix(rest, "[") {
