@@ -22,6 +22,7 @@ import (
 	"fluidity/internal/acceptloop"
 	"fluidity/internal/httpproxy"
 	"fluidity/internal/lifecycle"
+	"fluidity/internal/route"
 	"fluidity/internal/socks5"
 	"fluidity/internal/tunnel"
 )
@@ -57,6 +58,14 @@ type Config struct {
 	// MaxConnections bounds the client connections open at once; more are
 	// closed as soon as they are accepted, with a log line. If zero, 4096.
 	MaxConnections int
+	// Direct, if set, names the targets that are dialed directly rather
+	// than through the exit (split routing). The same rules are served as a
+	// PAC file at /proxy.pac on the proxy port, so browsers that use it
+	// send those targets direct in the first place.
+	Direct *route.Rules
+	// DirectDial dials the targets Direct names. If nil, a net.Dialer is
+	// used.
+	DirectDial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// IAM describes the IAM identity the agent proves, for Report ("" if
 	// none).
 	IAM string
@@ -162,8 +171,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.streams.open = make(map[*stream]struct{})
 	streamLog := cfg.Logger.With("identity", a.identity)
-	a.http = &httpproxy.Handler{Dial: a.Dial, Logger: streamLog, Hooks: httpproxy.Hooks{Ended: a.httpEnded}}
-	a.socks = &socks5.Server{Dial: a.Dial, Logger: streamLog, HandshakeTimeout: cfg.SOCKSTimeout,
+	a.http = &httpproxy.Handler{Dial: a.dialRouted, Logger: streamLog, Hooks: httpproxy.Hooks{Ended: a.httpEnded}}
+	a.socks = &socks5.Server{Dial: a.dialRouted, Logger: streamLog, HandshakeTimeout: cfg.SOCKSTimeout,
 		Hooks: socks5.Hooks{Ended: a.socksEnded}}
 	return a, nil
 }
@@ -292,6 +301,9 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	a.busy.Add(1)
 	defer a.busy.Add(-1)
 	defer a.releaseIfHijacked(r)
+	if a.servePAC(w, r) {
+		return
+	}
 	if r.Method != http.MethodConnect && r.Body != nil && r.Body != http.NoBody {
 		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: a.cfg.IdleTimeout}
 	}

@@ -15,7 +15,9 @@ import (
 	"fluidity/internal/lifecycle"
 	"fluidity/internal/metrics"
 	"fluidity/internal/pki"
+	"fluidity/internal/route"
 	"fluidity/internal/tunnel"
+	"fluidity/internal/upstream"
 )
 
 type agentConfig struct {
@@ -47,6 +49,11 @@ type agentConfig struct {
 	Procs            int              `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
 	IAM              agentIAMConfig   `yaml:"iam"`
 	Log              serviceLogConfig `yaml:"log"`
+	Network          NetworkConfig    `yaml:",inline"`
+
+	// environ is the environment the command was given, where the upstream
+	// proxy's HTTPS_PROXY and NO_PROXY are read; nil means the process's.
+	environ []string
 }
 
 func defaultAgentConfig() agentConfig {
@@ -67,7 +74,14 @@ func defaultAgentConfig() agentConfig {
 		IAM:             defaultAgentIAM(),
 		Procs:           defaultProcs,
 		Log:             defaultServiceLog(),
+		Network:         defaultNetworkConfig(),
 	}
+}
+
+// upstreamDialer is how the agent reaches the exit and the control plane:
+// through the upstream proxy, if one is configured or in the environment.
+func (c *agentConfig) upstreamDialer() (*upstream.Dialer, error) {
+	return c.Network.dialer(c.environ)
 }
 
 func (c *agentConfig) files() tlsFiles { return tlsFiles{c.Certs, c.Cert, c.Key, c.CA} }
@@ -99,6 +113,9 @@ func (c *agentConfig) Validate() error {
 		return errors.New("max_connections: must be at least 1 (default 4096)")
 	}
 	if err := validateAdmin(c.Admin); err != nil {
+		return err
+	}
+	if err := c.Network.validate(); err != nil {
 		return err
 	}
 	if err := c.IAM.validate(); err != nil {
@@ -151,6 +168,7 @@ IAM identity, for exits that check it (see 'fluidity token').`)
 	if _, err := parse(env, fs, &cfg, args); err != nil {
 		return err
 	}
+	cfg.environ = env.Environ
 	log, flushLog := cfg.Log.logger(env.Stderr)
 	defer flushLog()
 	applyProcs(env, cfg.Procs, log)
@@ -208,17 +226,32 @@ func newAgent(ctx context.Context, cfg agentConfig, exit *onDemand, log *slog.Lo
 	if err != nil {
 		return nil, closeIAM, err
 	}
+	dialer, err := cfg.upstreamDialer()
+	if err != nil {
+		return nil, closeIAM, err
+	}
+	direct, err := route.Parse(cfg.Network.Direct)
+	if err != nil {
+		return nil, closeIAM, err
+	}
 	tcfg := tunnel.ClientConfig{
-		Conn:        tunnel.Config{PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout},
-		DialTimeout: cfg.DialTimeout,
-		WaitTimeout: cfg.LinkWait,
+		Conn:             tunnel.Config{PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout},
+		DialTimeout:      cfg.DialTimeout,
+		WaitTimeout:      cfg.LinkWait,
+		NetDial:          dialer.DialContext,
+		ExplainHandshake: explainHandshake(ca),
+	}
+	if cfg.Server != "" {
+		if r, err := dialer.Route(cfg.Server); err == nil && r != "direct" {
+			log.Info("reaching the exit "+r, "exit", cfg.Server)
+		}
 	}
 	if exit != nil {
 		// A connection that wakes the exit waits for the whole wake.
 		tcfg.WaitTimeout = max(cfg.LinkWait, cfg.WakeTimeout+cfg.DialTimeout)
 	}
 	var iam string
-	if src := agentTokens(ctx, cfg.IAM, log); src != nil {
+	if src := agentTokens(ctx, cfg.IAM, dialer, log); src != nil {
 		tcfg.Header = bearerHeader(src)
 		closeIAM = func() { src.Close() }
 		iam = cfg.IAM.describe()
@@ -240,6 +273,7 @@ func newAgent(ctx context.Context, cfg agentConfig, exit *onDemand, log *slog.Lo
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		MaxConnections:  cfg.MaxConnections,
 		IAM:             iam,
+		Direct:          direct,
 		Observer:        m,
 		Logger:          log,
 	})

@@ -51,7 +51,12 @@ type ClientConfig struct {
 	// it (and the exit's shutdown) waiting.
 	OnDrain func()
 	// NetDial dials the TCP connection. If nil, a net.Dialer is used.
+	// The agent's goes through an upstream proxy where one is configured.
 	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ExplainHandshake, if set, rewrites the error of a failed TLS
+	// handshake with the exit at addr before it is logged and reported:
+	// the agent names TLS interception there.
+	ExplainHandshake func(addr string, err error) error
 	// Logger receives link events. Nil discards them.
 	Logger *slog.Logger
 }
@@ -357,6 +362,9 @@ func (c *Client) connect(ctx context.Context, addr string) (*Conn, error) {
 	tc := tls.Client(NewBufferedConn(raw), c.cfg.TLS)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
+		if c.cfg.ExplainHandshake != nil {
+			err = c.cfg.ExplainHandshake(addr, err)
+		}
 		return nil, fmt.Errorf("dial exit %s: tls handshake: %w", addr, err)
 	}
 	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
