@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"fluidity/internal/acceptloop"
+	"fluidity/internal/fastopen"
 	"fluidity/internal/httpproxy"
 	"fluidity/internal/lifecycle"
 	"fluidity/internal/socks5"
@@ -57,6 +58,16 @@ type Config struct {
 	// MaxConnections bounds the client connections open at once; more are
 	// closed as soon as they are accepted, with a log line. If zero, 4096.
 	MaxConnections int
+	// DisableFastOpen turns fast open off: every CONNECT and SOCKS5
+	// request waits for the exit to reach its target before the client is
+	// answered, so a refusal reaches it as a status or reply code. With
+	// fast open (the default), tunnels to FastOpenPorts are answered at
+	// once and carry the client's first bytes with their request, a round
+	// trip to the exit sooner (see package fastopen).
+	DisableFastOpen bool
+	// FastOpenPorts are the target ports where clients speak first. If
+	// empty, fastopen.DefaultPorts (443).
+	FastOpenPorts []int
 	// IAM describes the IAM identity the agent proves, for Report ("" if
 	// none).
 	IAM string
@@ -162,8 +173,12 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.streams.open = make(map[*stream]struct{})
 	streamLog := cfg.Logger.With("identity", a.identity)
-	a.http = &httpproxy.Handler{Dial: a.Dial, Logger: streamLog, Hooks: httpproxy.Hooks{Ended: a.httpEnded}}
-	a.socks = &socks5.Server{Dial: a.Dial, Logger: streamLog, HandshakeTimeout: cfg.SOCKSTimeout,
+	var fast *fastopen.Dialer
+	if !cfg.DisableFastOpen {
+		fast = &fastopen.Dialer{Ports: cfg.FastOpenPorts, Dial: a.DialEarly, Ready: client.Up}
+	}
+	a.http = &httpproxy.Handler{Dial: a.Dial, FastOpen: fast, Logger: streamLog, Hooks: httpproxy.Hooks{Ended: a.httpEnded}}
+	a.socks = &socks5.Server{Dial: a.Dial, FastOpen: fast, Logger: streamLog, HandshakeTimeout: cfg.SOCKSTimeout,
 		Hooks: socks5.Hooks{Ended: a.socksEnded}}
 	return a, nil
 }
