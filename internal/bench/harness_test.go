@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -268,6 +269,9 @@ type stackOptions struct {
 	// relay, if set, is given the exit's address and returns the address
 	// the agent is to reach it at (an emulated path in front of it).
 	relay func(exit string) string
+	// originArgs, if set, gives more flags of the agent, which may name
+	// the origin's ports.
+	originArgs func(originAddrs) []string
 }
 
 // newStack starts an origin, a fluidity server and a fluidity agent, and
@@ -297,9 +301,13 @@ func newStackWith(tb testing.TB, opts stackOptions) *stack {
 	if env == nil {
 		env = cleanEnv()
 	}
+	agentArgs := opts.agentArgs
+	if opts.originArgs != nil {
+		agentArgs = append(slices.Clone(agentArgs), opts.originArgs(s.origin)...)
+	}
 	s.agent = startProcEnv(tb, "fluidity agent", env, false, fluidity, append([]string{"agent",
 		"--listen", s.agentAddr, "--server", linkAddr, "--certs", certsDir(),
-		"--log-level", "warn", "--shutdown-timeout", "1s"}, opts.agentArgs...)...)
+		"--log-level", "warn", "--shutdown-timeout", "1s"}, agentArgs...)...)
 	waitListening(tb, s.agent, s.agentAddr)
 	s.warmUp(tb)
 	return s
