@@ -595,6 +595,10 @@ func (c *Client) dial(ctx context.Context, network, addr string, first []byte, e
 			return nil, &DialError{Target: addr, Status: http.StatusServiceUnavailable, Type: "proxy_internal_error",
 				Details: details, Err: err}
 		}
+		// A link that has been silent for a ping interval may have died
+		// under us: find out now, so this stream waits for at most the
+		// PING's deadline and one reconnect.
+		link.probeIfSilent(c.cfg.Conn.PingInterval)
 		var hdr http.Header
 		if c.cfg.Header != nil {
 			if hdr, err = c.cfg.Header(ctx); err != nil {

@@ -138,6 +138,7 @@ type Conn struct {
 	handlers sync.WaitGroup // server handlers; Serve waits for them
 
 	// Published by run for other goroutines.
+	heard         atomic.Int64  // unix nanos when a frame last arrived
 	rtt           atomic.Int64  // last measured PING round trip, ns
 	numStreams    atomic.Int64  // streams in the table
 	peerMaxFrame  atomic.Uint32 // the peer's SETTINGS_MAX_FRAME_SIZE, read by writers
@@ -273,6 +274,7 @@ func newConn(nc net.Conn, isServer bool, cfg Config) (*Conn, error) {
 		junk:            newTokenBucket(junkBurst, junkRate),
 		resets:          newTokenBucket(resetBurst, resetRate),
 	}
+	c.heard.Store(time.Now().UnixNano())
 	c.peerMaxFrame.Store(minFrameSize)
 	c.peerTableSize.Store(4096)
 	c.fr = http2.NewFramer(nil, nc)
@@ -382,6 +384,21 @@ func (c *Conn) Err() error {
 		return nil
 	}
 	return c.err
+}
+
+// probeIfSilent sends the keep-alive PING now, and starts its deadline,
+// if nothing has arrived from the peer for longer than d: a stream about
+// to be opened on a link that may have died under it (a laptop that woke
+// on another network) learns so within PingTimeout, not a PingInterval
+// later.
+func (c *Conn) probeIfSilent(d time.Duration) {
+	if c.cfg.PingInterval <= 0 || time.Since(time.Unix(0, c.heard.Load())) <= d {
+		return
+	}
+	select {
+	case c.req <- request{kind: reqProbe}:
+	default: // run is busy, so the link is not idle: no probe needed
+	}
 }
 
 // RTT is the round-trip time measured by the last PING, or 0.

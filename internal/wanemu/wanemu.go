@@ -59,9 +59,11 @@ type Relay struct {
 	up     *direction // client → target
 	down   *direction // target → client
 
+	closing chan struct{} // closed by Close: every wait ends
+
 	mu         sync.Mutex
-	stallUntil time.Time // guarded by mu
-	stallWake  chan struct{}
+	stallUntil time.Time             // guarded by mu
+	cutAt      time.Time             // guarded by mu; connections accepted before it are cut
 	conns      map[net.Conn]struct{} // guarded by mu
 	closed     bool                  // guarded by mu
 
@@ -77,8 +79,8 @@ func New(target string, cfg Config) (*Relay, error) {
 	r := &Relay{
 		target:    target,
 		ln:        ln,
-		conns:     make(map[net.Conn]struct{}),
-		stallWake: make(chan struct{}),
+		conns:   make(map[net.Conn]struct{}),
+		closing: make(chan struct{}),
 	}
 	r.up = newDirection(cfg)
 	r.down = newDirection(cfg)
@@ -100,6 +102,22 @@ func (r *Relay) Stall(d time.Duration) {
 	}
 }
 
+// Cut makes every connection open now go silent for good, as a path that
+// changed under it (a laptop that moved to another network): what is in
+// flight and what is sent later is never delivered, and neither side is
+// told. Connections made after the cut work.
+func (r *Relay) Cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cutAt = time.Now()
+}
+
+func (r *Relay) isCut(accepted time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.cutAt.IsZero() && accepted.Before(r.cutAt)
+}
+
 // stalledUntil is the end of the current stall, or the zero time.
 func (r *Relay) stalledUntil() time.Time {
 	r.mu.Lock()
@@ -111,6 +129,9 @@ func (r *Relay) stalledUntil() time.Time {
 // its goroutines.
 func (r *Relay) Close() error {
 	r.mu.Lock()
+	if !r.closed {
+		close(r.closing)
+	}
 	r.closed = true
 	for c := range r.conns {
 		abort(c)
@@ -179,20 +200,30 @@ func (r *Relay) serve(client net.Conn, accepted time.Time) {
 	// first bytes leave then at the earliest.
 	go func() {
 		defer wg.Done()
-		r.pump(r.up, client, server, accepted.Add(2*r.up.delay), fail)
+		r.pump(r.up, client, server, accepted, accepted.Add(2*r.up.delay), fail)
 	}()
 	go func() {
 		defer wg.Done()
-		r.pump(r.down, server, client, time.Time{}, fail)
+		r.pump(r.down, server, client, accepted, time.Time{}, fail)
 	}()
 	wg.Wait()
 	client.Close()
 	server.Close()
 }
 
-func (r *Relay) sleepUntil(t time.Time) {
-	if d := time.Until(t); d > 0 {
-		time.Sleep(d)
+// sleepUntil waits until t, and reports false if the relay closed first.
+func (r *Relay) sleepUntil(t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-r.closing:
+		return false
 	}
 }
 
@@ -207,18 +238,36 @@ type segment struct {
 // pump carries src's bytes to dst through dir: a reader puts segments on
 // the path, a writer delivers them when they arrive. Nothing leaves before
 // notBefore. An error either way calls fail, which resets both sides.
-func (r *Relay) pump(dir *direction, src, dst net.Conn, notBefore time.Time, fail func()) {
+func (r *Relay) pump(dir *direction, src, dst net.Conn, accepted, notBefore time.Time, fail func()) {
 	line := make(chan segment, 4096)
 	done := make(chan struct{}) // closed by the writer when it stops
 	go func() {
 		defer close(done)
+		// drain takes what is left out of flight, once nothing more is
+		// delivered.
+		drain := func() {
+			for seg := range line {
+				dir.delivered(len(seg.data))
+			}
+		}
 		for seg := range line {
 			for {
-				r.sleepUntil(seg.arrive)
-				// A stall that began meanwhile holds the segment.
-				if until := r.stalledUntil(); until.After(time.Now()) {
-					r.sleepUntil(until)
-					continue
+				ok := r.sleepUntil(seg.arrive)
+				// A stall that began meanwhile holds the segment; a cut
+				// holds it for good.
+				if ok && r.isCut(accepted) {
+					ok = r.sleepUntil(time.Now().Add(100 * 365 * 24 * time.Hour))
+				}
+				if until := r.stalledUntil(); ok && until.After(time.Now()) {
+					ok = r.sleepUntil(until)
+					if ok {
+						continue
+					}
+				}
+				if !ok {
+					dir.delivered(len(seg.data))
+					drain()
+					return
 				}
 				break
 			}
@@ -232,9 +281,7 @@ func (r *Relay) pump(dir *direction, src, dst net.Conn, notBefore time.Time, fai
 			dir.delivered(len(seg.data))
 			if err != nil {
 				fail()
-				for seg := range line {
-					dir.delivered(len(seg.data))
-				}
+				drain()
 				return
 			}
 		}
@@ -247,7 +294,7 @@ func (r *Relay) pump(dir *direction, src, dst net.Conn, notBefore time.Time, fai
 		buf := make([]byte, chunkSize)
 		n, err := src.Read(buf)
 		if n > 0 {
-			if r.sleepUntil(notBefore); !dir.admit(n) {
+			if !r.sleepUntil(notBefore) || !dir.admit(n) {
 				return
 			}
 			line <- segment{data: buf[:n], arrive: dir.schedule(n)}
