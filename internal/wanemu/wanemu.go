@@ -77,8 +77,8 @@ func New(target string, cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	r := &Relay{
-		target:    target,
-		ln:        ln,
+		target:  target,
+		ln:      ln,
 		conns:   make(map[net.Conn]struct{}),
 		closing: make(chan struct{}),
 	}
