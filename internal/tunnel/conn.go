@@ -193,6 +193,7 @@ type ownerState struct {
 	recvWindow      int64 // conn-level credit the peer has left
 	recvUnacked     int64 // conn-level bytes received, not yet given back
 	connWindow      int64 // the connection-level receive window this side keeps
+	grown           int64 // receive window growth of the open streams (see growWindow)
 	waiters         []*Stream
 	reclaimed       bool // budgets were reclaimed since the conn window last grew
 	cur             *Stream

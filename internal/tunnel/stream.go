@@ -39,6 +39,10 @@ type Stream struct {
 	lingering   bool  // closed by its user; the peer may finish sending
 	linger      *time.Timer
 	handlerDone bool // server: the handler returned
+	// The receive window's growth (see conn_flow.go): the bytes consumed
+	// since epochStart.
+	epochStart time.Time
+	epochBytes int64
 	slotHeld    bool // server: counts against MaxStreams
 	isConnect   bool // server: a CONNECT request
 	declLen     int64
@@ -104,6 +108,10 @@ type Stream struct {
 	sendWake chan struct{} // cap 1: credit granted, or the stream ended
 
 	rdl, wdl deadline
+
+	// window is the stream's receive window: Config.StreamWindow, grown
+	// while the reader keeps up with a long fast path. Written by run.
+	window atomic.Int64
 
 	sent, received atomic.Int64
 	lastActive     atomic.Int64 // unix nanos of the last byte either way, for StreamIdleTimeout

@@ -151,3 +151,50 @@ func TestFirstStreamAfterANetworkChangeWaitsForOneReconnect(t *testing.T) {
 		t.Errorf("%d reconnects, want 1", st.Reconnects)
 	}
 }
+
+// Over a long path a stream's window grows while its reader keeps up, so
+// the window stops being the limit, and never beyond its cap.
+func TestWindowGrowsOnALongPathWithinItsCap(t *testing.T) {
+	srvTLS, cliTLS := tlsPair(t)
+	exit := echoExitTLS(t, srvTLS)
+	relay, err := wanemu.New(exit, wanemu.Config{Delay: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	const base = 256 << 10
+	c, err := NewClient(ClientConfig{Addr: relay.Addr(), TLS: cliTLS, Conn: Config{StreamWindow: base}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUp(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := c.Dial(ctx, "tcp", "echo.example:443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := conn.(*Stream)
+	defer s.Close()
+	want := make([]byte, 16<<20)
+	rand.Read(want)
+	go func() {
+		s.Write(want)
+		s.CloseWrite()
+	}()
+	// Most of the echo, then the window (while the stream is open: a
+	// closed stream gives its growth back), then the rest.
+	got := make([]byte, 12<<20)
+	if _, err := io.ReadFull(s, got); err != nil {
+		t.Fatal(err)
+	}
+	w := s.window.Load()
+	rest, err := io.ReadAll(s)
+	got = append(got, rest...)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("echo of %d bytes: got %d, %v", len(want), len(got), err)
+	}
+	if w <= base || w > maxWindowFactor*base {
+		t.Errorf("window %d during a window-limited transfer over a 40 ms path; want more than %d and at most %d", w, base, maxWindowFactor*base)
+	}
+}
