@@ -43,12 +43,12 @@ type Stream struct {
 	// since epochStart.
 	epochStart time.Time
 	epochBytes int64
-	slotHeld    bool // server: counts against MaxStreams
-	isConnect   bool // server: a CONNECT request
-	declLen     int64
-	gotLen      int64 // server, non-CONNECT: declared and received body length
-	respClosed  bool  // resp is closed
-	fields      []hpack.HeaderField
+	slotHeld   bool // server: counts against MaxStreams
+	isConnect  bool // server: a CONNECT request
+	declLen    int64
+	gotLen     int64 // server, non-CONNECT: declared and received body length
+	respClosed bool  // resp is closed
+	fields     []hpack.HeaderField
 	// Client: the response, written by run before resp is closed.
 	gotResponse bool
 	status      int
