@@ -54,7 +54,6 @@ type wanStack struct {
 	link        *wanemu.Relay // agent → exit
 	directTLS   *wanemu.Relay // client → the origin's TLS source
 	directHTTPS *wanemu.Relay // client → the origin's HTTPS server
-	ssh         string        // an ssh -D SOCKS5 port through the same path; "" without sshd
 }
 
 func newWANStack(tb testing.TB, cfg wanemu.Config, agentArgs ...string) *wanStack {
