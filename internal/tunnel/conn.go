@@ -23,6 +23,12 @@ type Config struct {
 	// peer may send on one stream before the reader consumes it. It bounds
 	// the memory a stalled reader pins. If zero, 4 MiB is used.
 	StreamWindow int
+	// MaxStreamWindow, if above StreamWindow, lets a stream's receive
+	// window grow up to it while the window limits a fast reader on a
+	// long path (see growWindow): a reader that stalls after running fast
+	// then pins up to MaxStreamWindow, not StreamWindow. If zero, windows
+	// do not grow.
+	MaxStreamWindow int
 	// MaxFrameSize is the largest frame payload this side accepts and the
 	// largest DATA frame it sends (the peer's limit permitting). If zero,
 	// 1 MiB is used. It must be between 16 KiB and 16 MiB-1.

@@ -154,15 +154,12 @@ func (c *Conn) consumed(s *Stream, n int64) {
 // measured round trip (the PING's): the sender then had no more in flight
 // than the window allowed, and the reader kept up. A window that is not
 // the limit (a slow path, a slow reader) never grows. Growth stops at
-// maxWindowFactor times the configured window per stream, and at
-// maxLinkGrowth over all of a link's streams; a stream gives its growth
-// back when it closes. A reader that stalls from the start is held to
-// Config.StreamWindow, as before; one that stalls after running fast holds
-// at most its grown window.
-const (
-	maxWindowFactor = 4
-	maxLinkGrowth   = 64 << 20
-)
+// Config.MaxStreamWindow per stream, and at maxLinkGrowth over all of a
+// link's streams; a stream gives its growth back when it closes. A reader
+// that stalls from the start is held to Config.StreamWindow; one that
+// stalls after running fast holds up to its grown window, which is why
+// growth is off unless MaxStreamWindow is set.
+const maxLinkGrowth = 64 << 20
 
 // growWindow returns how much to add to s's window as n more bytes were
 // consumed (run).
@@ -170,8 +167,8 @@ func (c *Conn) growWindow(s *Stream, n int64) int64 {
 	o := &c.own
 	rtt := time.Duration(c.rtt.Load())
 	w := s.window.Load()
-	base := int64(c.cfg.StreamWindow)
-	if rtt <= 0 || w >= maxWindowFactor*base || o.grown >= maxLinkGrowth {
+	limit := int64(c.cfg.MaxStreamWindow)
+	if rtt <= 0 || w >= limit || o.grown >= maxLinkGrowth {
 		return 0
 	}
 	now := time.Now()
@@ -187,7 +184,7 @@ func (c *Conn) growWindow(s *Stream, n int64) int64 {
 	if !fast {
 		return 0
 	}
-	g := min(w, maxWindowFactor*base-w, maxLinkGrowth-o.grown)
+	g := min(w, limit-w, maxLinkGrowth-o.grown)
 	s.window.Add(g)
 	o.grown += g
 	return g
