@@ -10,18 +10,25 @@ import (
 // dialRouted is the front-ends' Dial: a target the split-routing rules
 // send direct is dialed from here, anything else goes through the tunnel.
 func (a *Agent) dialRouted(ctx context.Context, network, addr string) (net.Conn, error) {
-	if a.cfg.Direct != nil {
-		host, _, err := net.SplitHostPort(addr)
-		if err == nil && a.cfg.Direct.Direct(host) {
-			a.log.Debug("dialing direct (split routing)", "target", addr)
-			if a.cfg.DirectDial != nil {
-				return a.cfg.DirectDial(ctx, network, addr)
-			}
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
+	if a.routedDirect(addr) {
+		a.log.Debug("dialing direct (split routing)", "target", addr)
+		if a.cfg.DirectDial != nil {
+			return a.cfg.DirectDial(ctx, network, addr)
 		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
 	}
 	return a.Dial(ctx, network, addr)
+}
+
+// routedDirect reports whether the split-routing rules send addr
+// ("host:port") direct.
+func (a *Agent) routedDirect(addr string) bool {
+	if a.cfg.Direct == nil {
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && a.cfg.Direct.Direct(host)
 }
 
 // PACPath is where the proxy port serves its PAC file.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,8 @@ type agentConfig struct {
 	IdleTimeout      time.Duration    `yaml:"idle_timeout" help:"idle keep-alive client connections, and request bodies that send nothing, are cut off after this"`
 	ShutdownTimeout  time.Duration    `yaml:"shutdown_timeout" help:"how long open connections may finish on shutdown"`
 	MaxConnections   int              `yaml:"max_connections" help:"client connections open at once; more are closed at once, with a log line"`
+	FastOpen         bool             `yaml:"fast_open" help:"answer CONNECT and SOCKS5 requests to fast_open_ports at once and send the client's first bytes with the request to the exit, a round trip sooner; a refused target then closes the client's connection (the log says why)"`
+	FastOpenPorts    []string         `yaml:"fast_open_ports" help:"target ports where clients speak first, for fast_open"`
 	Admin            string           `yaml:"admin" help:"admin listener for metrics, health checks and 'fluidity status' (empty: off)"`
 	AdminPprof       bool             `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
 	AdminNonLoopback bool             `yaml:"admin_allow_non_loopback" help:"permit a non-loopback --admin address (its endpoints have no authentication)"`
@@ -70,6 +73,8 @@ func defaultAgentConfig() agentConfig {
 		IdleTimeout:     2 * time.Minute,
 		ShutdownTimeout: 10 * time.Second,
 		MaxConnections:  4096,
+		FastOpen:        true,
+		FastOpenPorts:   []string{"443"},
 		Admin:           defaultAgentAdmin,
 		IAM:             defaultAgentIAM(),
 		Procs:           defaultProcs,
@@ -112,6 +117,9 @@ func (c *agentConfig) Validate() error {
 	if c.MaxConnections < 1 {
 		return errors.New("max_connections: must be at least 1 (default 4096)")
 	}
+	if _, err := c.fastOpenPorts(); err != nil {
+		return err
+	}
 	if err := validateAdmin(c.Admin); err != nil {
 		return err
 	}
@@ -125,6 +133,19 @@ func (c *agentConfig) Validate() error {
 		return err
 	}
 	return c.Log.validate()
+}
+
+// fastOpenPorts parses fast_open_ports.
+func (c *agentConfig) fastOpenPorts() ([]int, error) {
+	var ports []int
+	for _, p := range c.FastOpenPorts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("fast_open_ports: %q is not a port from 1 to 65535 (example: 443,993)", p)
+		}
+		ports = append(ports, n)
+	}
+	return ports, nil
 }
 
 // Lifecycles: where an agent's exit comes from.
@@ -261,6 +282,7 @@ func newAgent(ctx context.Context, cfg agentConfig, exit *onDemand, log *slog.Lo
 	if exit != nil {
 		lc = exit.Exit
 	}
+	fastPorts, _ := cfg.fastOpenPorts() // checked by Validate
 	a, err = agent.New(agent.Config{
 		Exit:            cfg.Server,
 		Lifecycle:       lc,
@@ -272,6 +294,8 @@ func newAgent(ctx context.Context, cfg agentConfig, exit *onDemand, log *slog.Lo
 		SOCKSTimeout:    cfg.HeaderTimeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		MaxConnections:  cfg.MaxConnections,
+		DisableFastOpen: !cfg.FastOpen,
+		FastOpenPorts:   fastPorts,
 		IAM:             iam,
 		Direct:          direct,
 		Observer:        m,

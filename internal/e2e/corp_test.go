@@ -141,7 +141,11 @@ func TestPACFileAgreesWithTheAgent(t *testing.T) {
 	rules := []string{"127.0.0.1", ".intranet.example", "10.0.0.0/8", "fd00::/8", "<local>"}
 	certs := proctest.CertsInit(t)
 	_, exitAddr := proctest.StartExit(t, certs) // refuses loopback targets
-	agent, agentAddr := proctest.StartAgent(t, certs, exitAddr, "--direct", strings.Join(rules, ","))
+	// The origin's port is a fast-open port, so that the direct targets
+	// below prove fast open never sends them into the tunnel.
+	o := newOrigin(t)
+	port := urlPort(t, o.URL)
+	agent, agentAddr := proctest.StartAgent(t, certs, exitAddr, "--direct", strings.Join(rules, ","), "--fast-open-ports", port)
 	proctest.WaitLinkUp(t, agent, 1, linkWithin)
 
 	pac := mustCurl(t, curlOpts{}, "--noproxy", "*", "http://"+agentAddr+"/proxy.pac").stdout
@@ -183,8 +187,6 @@ func TestPACFileAgreesWithTheAgent(t *testing.T) {
 
 	// The agent itself: 127.0.0.1 is direct, 127.0.0.2 goes to the exit,
 	// which refuses loopback targets.
-	o := newOrigin(t)
-	port := urlPort(t, o.URL)
 	for _, args := range [][]string{
 		{"-x", "http://" + agentAddr},
 		{"-p", "-x", "http://" + agentAddr},
