@@ -112,6 +112,9 @@ type Stream struct {
 	// window is the stream's receive window: Config.StreamWindow, grown
 	// while the reader keeps up with a long fast path. Written by run.
 	window atomic.Int64
+	// granted is the receive credit given to the peer so far: the initial
+	// window and every WINDOW_UPDATE since. Written by run.
+	granted atomic.Int64
 
 	sent, received atomic.Int64
 	lastActive     atomic.Int64 // unix nanos of the last byte either way, for StreamIdleTimeout
@@ -120,6 +123,18 @@ type Stream struct {
 type chunk struct {
 	buf  *[]byte
 	data []byte
+}
+
+// room is how many more bytes the TCP destination WriteTo is copying to
+// would take into its kernel buffer now; 0 without one.
+func (s *Stream) room() int {
+	s.mu.Lock()
+	sink := s.sink
+	s.mu.Unlock()
+	if sink == nil {
+		return 0
+	}
+	return sink.Room()
 }
 
 func newStream(c *Conn) *Stream {
