@@ -153,6 +153,16 @@ func malformedRequest(f *http2.MetaHeadersFrame) string {
 // never allowed on a CONNECT stream (RFC 9113 §8.5), trailers on another.
 func (c *Conn) headersOnOpenStream(s *Stream, f *http2.MetaHeadersFrame) error {
 	switch {
+	case s.state == stateHalfClosedRemote && s.endQueued():
+		// Our END_STREAM is on its way, and may have reached the peer
+		// before run hears of it (reqEndSent): to the peer, which sent
+		// END_STREAM too, the stream is closed, and the answer is the one
+		// for a closed stream, whichever of the two run happens to see
+		// first.
+		if s.reset.Load() {
+			return nil // we reset it: frames may still come, and are ignored
+		}
+		return connErrorf(http2.ErrCodeStreamClosed, "HEADERS on closed stream %d", s.id)
 	case s.state == stateHalfClosedRemote:
 		c.resetStream(s, http2.ErrCodeStreamClosed, streamErrorf(http2.ErrCodeStreamClosed, "HEADERS after END_STREAM"))
 	case s.isConnect:

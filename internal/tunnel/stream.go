@@ -125,6 +125,14 @@ type chunk struct {
 	data []byte
 }
 
+// endQueued reports whether the stream's END_STREAM has been queued (or
+// the stream aborted), which run learns of later (reqEndSent).
+func (s *Stream) endQueued() bool {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	return s.sendClosed
+}
+
 // room is how many more bytes the TCP destination WriteTo is copying to
 // would take into its kernel buffer now; 0 without one.
 func (s *Stream) room() int {
