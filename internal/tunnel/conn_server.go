@@ -195,6 +195,11 @@ func (c *Conn) serveStream(req *Request, s *Stream, why refusal) {
 		s.cancel()
 		c.post(request{kind: reqHandlerDone, s: s})
 	}()
+	if why != serveHandler {
+		// Answered without its body: that is dropped, and the rest of the
+		// request still checked (trailers, content-length).
+		s.DiscardBody()
+	}
 	switch why {
 	case refuseMethod:
 		s.Reject(http.StatusMethodNotAllowed, "http_request_denied", "this is a CONNECT proxy: only CONNECT is served")

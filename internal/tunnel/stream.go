@@ -100,6 +100,11 @@ type Stream struct {
 	sink     sockio.Sink
 	sinkBusy bool
 	sunk     int64 // bytes run wrote to sink, reported by WriteTo
+	// discard is set for a request answered without reading its body
+	// (DiscardBody): what arrives is dropped, and closing the stream waits
+	// for the peer's END_STREAM instead of cancelling it, so the rest of
+	// the request is still checked.
+	discard bool
 	// src is the source ReadFrom reads, woken with a past read deadline
 	// when the stream fails or is closed, so a copy parked on a silent
 	// source ends with the stream.
@@ -826,7 +831,7 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.mu.Lock()
-	unread := len(s.chunks) > 0
+	unread := len(s.chunks) > 0 && !s.discard
 	for _, ch := range s.chunks {
 		if ch.buf != nil {
 			putBuf(ch.buf, s.c.large)
@@ -898,6 +903,27 @@ func (s *Stream) Accept() error {
 // AcceptWith is Accept with response header fields.
 func (s *Stream) AcceptWith(h http.Header) error {
 	return s.respond(http.StatusOK, h, "")
+}
+
+// DiscardBody drops the request body, what has arrived and what is to
+// come, giving its flow-control credit back: for a request answered
+// without it (RFC 9113 §8.1 lets a server answer before the request ends).
+// Closing the stream then waits for the peer's END_STREAM, so malformed
+// trailers still get their stream error, rather than cancelling it.
+func (s *Stream) DiscardBody() {
+	s.mu.Lock()
+	s.discard = true
+	n := 0
+	for _, ch := range s.chunks {
+		n += len(ch.data)
+		if ch.buf != nil {
+			putBuf(ch.buf, s.c.large)
+		}
+	}
+	s.chunks = nil
+	incr := s.consumedLocked(n)
+	s.mu.Unlock()
+	s.giveBack(incr)
 }
 
 // Reject answers with status, an RFC 9209 Proxy-Status header carrying
