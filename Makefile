@@ -21,8 +21,10 @@ check: test
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 # Performance: separate processes on loopback, each figure beside its baseline
-# from the same run. See docs/performance.md.
+# from the same run, and ssh -D beside them where sshd is installed (.ci/sshd
+# installs it when missing and run as root). See docs/performance.md.
 bench:
+	bash .ci/sshd
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/bench/
 
 # Longer fuzzing of the parsers of untrusted input (ten times CI's budget).

@@ -34,6 +34,10 @@ type Sink interface {
 	// TryWrite writes as much of p as the socket takes now and returns the
 	// count, with an error only for a failure other than a full buffer.
 	TryWrite(p []byte) (int, error)
+	// Room is how many more bytes the socket's send buffer is sure to
+	// take now: half its size, as the kernel counts its own bookkeeping
+	// in that size (socket(7)), less the bytes it holds; 0 if unknown.
+	Room() int
 }
 
 // Fast reports whether this build has the OS-specific fast paths.

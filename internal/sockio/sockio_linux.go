@@ -104,6 +104,18 @@ func (s rawSink) TryWrite(p []byte) (int, error) {
 	return n, werr
 }
 
+func (s rawSink) Room() int {
+	var size, queued int
+	var serr, qerr error
+	if err := s.rc.Control(func(fd uintptr) {
+		size, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+		queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+	}); err != nil || serr != nil || qerr != nil {
+		return 0
+	}
+	return max(0, size/2-queued)
+}
+
 // WriterOf returns a function that writes all of p to the TCP connection w,
 // waiting for room as net.Conn.Write does (and honouring its deadline), but
 // with raw system calls. It returns nil for other connections.

@@ -88,3 +88,29 @@ func TestFastPathsOnTCPAndAbsentElsewhere(t *testing.T) {
 		t.Fatalf("read at the end = %v, want io.EOF", err)
 	}
 }
+
+// A sink's room is what its send buffer still takes: some on a fresh
+// connection, none once a reader that never reads has let it fill.
+func TestSinkRoomShrinksAsTheSendBufferFills(t *testing.T) {
+	a, _ := tcpPair(t)
+	sink := SinkOf(a)
+	if sink == nil {
+		t.Skip("no fast path in this build")
+	}
+	if r := sink.Room(); r <= 0 {
+		t.Fatalf("room %d on a fresh connection, want some", r)
+	}
+	p := make([]byte, 1<<20)
+	for {
+		n, err := sink.TryWrite(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if r := sink.Room(); r != 0 {
+		t.Fatalf("room %d once the send buffer is full, want 0", r)
+	}
+}

@@ -23,11 +23,12 @@ type Config struct {
 	// peer may send on one stream before the reader consumes it. It bounds
 	// the memory a stalled reader pins. If zero, 4 MiB is used.
 	StreamWindow int
-	// MaxStreamWindow, if above StreamWindow, lets a stream's receive
-	// window grow up to it while the window limits a fast reader on a
-	// long path (see growWindow): a reader that stalls after running fast
-	// then pins up to MaxStreamWindow, not StreamWindow. If zero, windows
-	// do not grow.
+	// MaxStreamWindow caps the growth of a stream's receive window while
+	// the window limits a fast reader on a long path (see sizeWindow).
+	// Growth beyond StreamWindow is backed by free room in the kernel
+	// buffer of the TCP socket the stream is written to, so a reader that
+	// stalls still pins at most StreamWindow of our memory. If zero, 4
+	// times StreamWindow is used; StreamWindow turns growth off.
 	MaxStreamWindow int
 	// MaxFrameSize is the largest frame payload this side accepts and the
 	// largest DATA frame it sends (the peer's limit permitting). If zero,
@@ -83,6 +84,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StreamWindow == 0 {
 		c.StreamWindow = defaultStreamWindow
 	}
+	if c.MaxStreamWindow == 0 {
+		c.MaxStreamWindow = min(4*c.StreamWindow, maxWindow)
+	}
 	if c.MaxFrameSize == 0 {
 		c.MaxFrameSize = defaultMaxFrame
 	}
@@ -101,6 +105,8 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.StreamWindow < initialWindow || c.StreamWindow > maxWindow:
 		return c, fmt.Errorf("tunnel: stream window %d out of range [%d, 2^31-1]", c.StreamWindow, initialWindow)
+	case c.MaxStreamWindow < c.StreamWindow || c.MaxStreamWindow > maxWindow:
+		return c, fmt.Errorf("tunnel: max stream window %d out of range [stream window %d, 2^31-1]", c.MaxStreamWindow, c.StreamWindow)
 	case c.MaxFrameSize < minFrameSize || c.MaxFrameSize > maxFrameSizeLim:
 		return c, fmt.Errorf("tunnel: max frame size %d out of range [16384, 16777215]", c.MaxFrameSize)
 	case c.MaxStreams < 0 || c.MaxHeaderBytes < 0 || c.PingInterval < 0 || c.PingTimeout < 0 ||
@@ -146,6 +152,7 @@ type Conn struct {
 	// Published by run for other goroutines.
 	heard         atomic.Int64  // unix nanos when a frame last arrived
 	rtt           atomic.Int64  // last measured PING round trip, ns
+	minRTT        atomic.Int64  // smallest PING round trip measured, ns (see growth)
 	numStreams    atomic.Int64  // streams in the table
 	peerMaxFrame  atomic.Uint32 // the peer's SETTINGS_MAX_FRAME_SIZE, read by writers
 	peerTableSize atomic.Uint32 // the peer's SETTINGS_HEADER_TABLE_SIZE, read by the writer
@@ -199,7 +206,7 @@ type ownerState struct {
 	recvWindow      int64 // conn-level credit the peer has left
 	recvUnacked     int64 // conn-level bytes received, not yet given back
 	connWindow      int64 // the connection-level receive window this side keeps
-	grown           int64 // receive window growth of the open streams (see growWindow)
+	grown           int64 // receive window growth of the open streams (see sizeWindow)
 	waiters         []*Stream
 	reclaimed       bool // budgets were reclaimed since the conn window last grew
 	cur             *Stream
@@ -466,6 +473,17 @@ func (c *Conn) Shutdown(ctx context.Context) error {
 	}
 }
 
+// noteRTT records a PING's round trip.
+func (c *Conn) noteRTT(rtt time.Duration) {
+	c.rtt.Store(int64(rtt))
+	for {
+		m := c.minRTT.Load()
+		if m > 0 && m <= int64(rtt) || c.minRTT.CompareAndSwap(m, int64(rtt)) {
+			return
+		}
+	}
+}
+
 // Ping sends a PING and waits for its answer.
 func (c *Conn) Ping(ctx context.Context) (time.Duration, error) {
 	ch := make(chan struct{})
@@ -476,7 +494,7 @@ func (c *Conn) Ping(ctx context.Context) (time.Duration, error) {
 	select {
 	case <-ch:
 		rtt := time.Since(start)
-		c.rtt.Store(int64(rtt))
+		c.noteRTT(rtt)
 		return rtt, nil
 	case <-c.done:
 		return 0, ErrLinkClosed

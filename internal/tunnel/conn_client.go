@@ -148,6 +148,7 @@ func (c *Conn) open(s *Stream) {
 	s.sendWindow = o.peerInitWindow
 	s.recvWindow = int64(c.cfg.StreamWindow)
 	s.window.Store(s.recvWindow)
+	s.granted.Store(s.recvWindow)
 	c.addStream(s)
 	f := &outFrame{kind: frameHeaders, stream: s, fields: s.fields}
 	s.fields = nil

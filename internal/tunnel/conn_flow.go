@@ -150,39 +150,78 @@ func (c *Conn) handleWindowUpdate(f *http2.WindowUpdateFrame) error {
 	return nil
 }
 
-// consumed gives n bytes that s's reader consumed back to the peer, and
-// grows the stream's window when the window, not the path or the reader,
-// limits the stream.
+// consumed gives n bytes that s's reader consumed back to the peer, with
+// the window resized for the path (sizeWindow).
 func (c *Conn) consumed(s *Stream, n int64) {
-	if s.state == stateOpen || s.state == stateHalfClosedLocal {
-		incr := n + c.growWindow(s, n)
+	if s.state != stateOpen && s.state != stateHalfClosedLocal {
+		return
+	}
+	if incr := c.sizeWindow(s, n); incr > 0 {
 		s.recvWindow += incr
+		s.granted.Add(incr)
 		c.queueCtrl(&outFrame{kind: frameWindowUpdate, streamID: s.id, incr: uint32(incr)})
 	}
 }
 
-// Window growth. A stream's receive window starts at Config.StreamWindow,
-// which bounds what a reader that stalls pins in memory. A window limits a
-// stream to a window per round trip: 4 MiB over a 200 ms path is 168
-// Mbit/s, short of a 200 Mbit/s path's bandwidth-delay product (5 MB).
-// So, as x/net's and gRPC's BDP estimation and QUIC's window auto-tuning
-// do, a window doubles when the reader has consumed half of it within one
-// measured round trip (the PING's): the sender then had no more in flight
-// than the window allowed, and the reader kept up. A window that is not
-// the limit (a slow path, a slow reader) never grows. Growth stops at
-// Config.MaxStreamWindow per stream, and at maxLinkGrowth over all of a
-// link's streams; a stream gives its growth back when it closes. A reader
-// that stalls from the start is held to Config.StreamWindow; one that
-// stalls after running fast holds up to its grown window, which is why
-// growth is off unless MaxStreamWindow is set.
+// Window growth. A stream's receive window starts at Config.StreamWindow
+// (S), which today bounds what a reader that stalls pins in memory. A
+// window limits a stream to a window per round trip: 4 MiB over a 200 ms
+// path is 168 Mbit/s, short of a 200 Mbit/s path's bandwidth-delay product
+// (5 MB). So, as x/net's and gRPC's BDP estimation and QUIC's window
+// auto-tuning do, a window doubles when its reader has consumed half of it
+// within one round trip: the sender then had no more in flight than the
+// window allowed, and the reader kept up. The round trip is the smallest
+// PING round trip seen on the link, not the last: under load a PING waits
+// behind the data queued on the path, and an inflated round trip would
+// make any reader look fast (on loopback, a burst into a socket's buffer).
+//
+// Credit given cannot be taken back, so what a stalled reader pins is what
+// its stream holds in our memory when it stalls plus the credit the peer
+// holds then. A grown window would pin all of it; instead growth is backed
+// by kernel memory that is not ours: the free room in the send buffer of
+// the TCP socket the stream is being written to (sockio.Sink.Room). Each
+// time credit goes back the window is sized to at most S + room. Let
+// gap = held + credit − room, where held is what the stream holds in our
+// memory and credit what the peer may still send. Arriving data moves
+// bytes from credit to held, and writing to the socket moves them from
+// held into the socket's buffer, taking as much room: neither changes the
+// gap. The destination reading makes room and lowers it. Only credit going
+// back raises it, and that is sized so that gap ≤ S after it (a window of
+// held + credit + consumed-but-not-given-back bytes, at most S + room).
+// When the reader stalls, all credit arrives and the stream writes to the
+// socket until its buffer is full (room 0) or nothing is held: held ≤ S,
+// today's bound. A window never shrinks below S, so a stream that is not
+// written to a socket (room 0) works as before; a grown one whose
+// destination backs up shrinks by withholding credit. The bound assumes
+// the kernel does not shrink the send buffer under memory pressure.
+//
+// Growth also stops at Config.MaxStreamWindow per stream, and at
+// maxLinkGrowth over all of a link's streams; a stream gives its growth
+// back when it closes.
 const maxLinkGrowth = 64 << 20
 
-// growWindow returns how much to add to s's window as n more bytes were
-// consumed (run).
-func (c *Conn) growWindow(s *Stream, n int64) int64 {
-	o := &c.own
-	rtt := time.Duration(c.rtt.Load())
+// sizeWindow resizes s's receive window as n more bytes were consumed,
+// and returns the credit to give back: n, plus growth, less what is
+// withheld to keep the bound (run).
+func (c *Conn) sizeWindow(s *Stream, n int64) int64 {
+	base := int64(c.cfg.StreamWindow)
 	w := s.window.Load()
+	nw := w + c.growth(s, n, w)
+	if nw > base {
+		nw = min(nw, base+int64(s.room()))
+	}
+	nw = max(nw, w-n) // credit given cannot be taken back
+	c.own.grown += max(nw-base, 0) - max(w-base, 0)
+	s.window.Store(nw)
+	return nw - (w - n)
+}
+
+// growth is how much s's window w should grow as n more bytes were
+// consumed: w, if the reader consumed half of w within the link's
+// smallest round trip (run).
+func (c *Conn) growth(s *Stream, n, w int64) int64 {
+	o := &c.own
+	rtt := time.Duration(c.minRTT.Load())
 	limit := int64(c.cfg.MaxStreamWindow)
 	if rtt <= 0 || w >= limit || o.grown >= maxLinkGrowth {
 		return 0
@@ -200,10 +239,7 @@ func (c *Conn) growWindow(s *Stream, n int64) int64 {
 	if !fast {
 		return 0
 	}
-	g := min(w, limit-w, maxLinkGrowth-o.grown)
-	s.window.Add(g)
-	o.grown += g
-	return g
+	return min(w, limit-w, maxLinkGrowth-o.grown)
 }
 
 // shrinkGrowth gives a closing stream's growth back to the link (run).

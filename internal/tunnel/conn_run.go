@@ -216,7 +216,7 @@ func (c *Conn) pingAck(data [8]byte) {
 		return
 	}
 	delete(o.pings, data)
-	c.rtt.Store(int64(time.Since(w.start)))
+	c.noteRTT(time.Since(w.start))
 	if w.ch != nil {
 		close(w.ch)
 	}

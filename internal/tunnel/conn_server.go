@@ -81,6 +81,7 @@ func (c *Conn) handleRequest(f *http2.MetaHeadersFrame) error {
 	s.sendWindow = o.peerInitWindow
 	s.recvWindow = int64(c.cfg.StreamWindow)
 	s.window.Store(s.recvWindow)
+	s.granted.Store(s.recvWindow)
 	s.isConnect = method == http.MethodConnect
 	s.ctx, s.cancel = context.WithCancel(c.baseCtx)
 	s.slotHeld = true
@@ -152,6 +153,16 @@ func malformedRequest(f *http2.MetaHeadersFrame) string {
 // never allowed on a CONNECT stream (RFC 9113 §8.5), trailers on another.
 func (c *Conn) headersOnOpenStream(s *Stream, f *http2.MetaHeadersFrame) error {
 	switch {
+	case s.state == stateHalfClosedRemote && s.endQueued():
+		// Our END_STREAM is on its way, and may have reached the peer
+		// before run hears of it (reqEndSent): to the peer, which sent
+		// END_STREAM too, the stream is closed, and the answer is the one
+		// for a closed stream, whichever of the two run happens to see
+		// first.
+		if s.reset.Load() {
+			return nil // we reset it: frames may still come, and are ignored
+		}
+		return connErrorf(http2.ErrCodeStreamClosed, "HEADERS on closed stream %d", s.id)
 	case s.state == stateHalfClosedRemote:
 		c.resetStream(s, http2.ErrCodeStreamClosed, streamErrorf(http2.ErrCodeStreamClosed, "HEADERS after END_STREAM"))
 	case s.isConnect:
@@ -184,6 +195,11 @@ func (c *Conn) serveStream(req *Request, s *Stream, why refusal) {
 		s.cancel()
 		c.post(request{kind: reqHandlerDone, s: s})
 	}()
+	if why != serveHandler {
+		// Answered without its body: that is dropped, and the rest of the
+		// request still checked (trailers, content-length).
+		s.DiscardBody()
+	}
 	switch why {
 	case refuseMethod:
 		s.Reject(http.StatusMethodNotAllowed, "http_request_denied", "this is a CONNECT proxy: only CONNECT is served")

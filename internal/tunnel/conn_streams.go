@@ -135,6 +135,20 @@ func (c *Conn) handleData(m *inMsg) error {
 func (c *Conn) deliver(s *Stream, m *inMsg, end bool) {
 	p := m.p
 	s.mu.Lock()
+	if s.discard {
+		consumed := s.consumedLocked(m.flow)
+		if end {
+			s.recvEOF = true
+		}
+		s.mu.Unlock()
+		if m.buf != nil {
+			putBuf(m.buf, c.large)
+		}
+		if consumed > 0 {
+			c.consumed(s, consumed)
+		}
+		return
+	}
 	if s.closed && len(p) > 0 {
 		s.mu.Unlock()
 		putBuf(m.buf, c.large)

@@ -20,7 +20,10 @@
 // reader on one stream never slows another. Connection-level credit is given
 // back as soon as data is received into a stream's buffer: the stream windows
 // and the stream limit bound memory, and one paused reader can never use up
-// the connection's window.
+// the connection's window. A stream copied to a TCP socket whose reader keeps
+// up with a long path grows its window beyond Config.StreamWindow, backed by
+// free room in that socket's kernel buffer, so what a stalled reader pins in
+// our memory stays within Config.StreamWindow (see sizeWindow).
 //
 // # Who owns what
 //

@@ -386,6 +386,21 @@ func TestHostileStreamStates(t *testing.T) {
 		x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: x.block(hf("x-trailer", "1")), EndHeaders: true, EndStream: true})
 		x.expectRST(1, http2.ErrCodeProtocol)
 	})
+	t.Run("trailers with a pseudo-header after a refused request's answer are PROTOCOL_ERROR", func(t *testing.T) {
+		// The server answers a POST before its body (RFC 9113 §8.1); the
+		// rest of the request is still checked, however late it comes,
+		// rather than the stream being cancelled when it was answered.
+		x := newAttacker(t, Config{}, holdHandler)
+		x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true,
+			BlockFragment: x.block(hf(":method", "POST"), hf(":scheme", "https"), hf(":path", "/"), hf(":authority", "a:1"))})
+		x.expect("the 405's end", func(f http2.Frame) bool {
+			d, ok := f.(*http2.DataFrame)
+			return ok && d.StreamID == 1 && d.StreamEnded()
+		})
+		x.fr.WriteData(1, false, []byte("test"))
+		x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: x.block(hf(":method", "POST")), EndHeaders: true})
+		x.expectRST(1, http2.ErrCodeProtocol)
+	})
 	t.Run("a stream that depends on itself is PROTOCOL_ERROR", func(t *testing.T) {
 		x := newAttacker(t, Config{}, holdHandler)
 		x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true,

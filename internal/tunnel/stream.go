@@ -100,6 +100,11 @@ type Stream struct {
 	sink     sockio.Sink
 	sinkBusy bool
 	sunk     int64 // bytes run wrote to sink, reported by WriteTo
+	// discard is set for a request answered without reading its body
+	// (DiscardBody): what arrives is dropped, and closing the stream waits
+	// for the peer's END_STREAM instead of cancelling it, so the rest of
+	// the request is still checked.
+	discard bool
 	// src is the source ReadFrom reads, woken with a past read deadline
 	// when the stream fails or is closed, so a copy parked on a silent
 	// source ends with the stream.
@@ -112,6 +117,9 @@ type Stream struct {
 	// window is the stream's receive window: Config.StreamWindow, grown
 	// while the reader keeps up with a long fast path. Written by run.
 	window atomic.Int64
+	// granted is the receive credit given to the peer so far: the initial
+	// window and every WINDOW_UPDATE since. Written by run.
+	granted atomic.Int64
 
 	sent, received atomic.Int64
 	lastActive     atomic.Int64 // unix nanos of the last byte either way, for StreamIdleTimeout
@@ -120,6 +128,26 @@ type Stream struct {
 type chunk struct {
 	buf  *[]byte
 	data []byte
+}
+
+// endQueued reports whether the stream's END_STREAM has been queued (or
+// the stream aborted), which run learns of later (reqEndSent).
+func (s *Stream) endQueued() bool {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	return s.sendClosed
+}
+
+// room is how many more bytes the TCP destination WriteTo is copying to
+// would take into its kernel buffer now; 0 without one.
+func (s *Stream) room() int {
+	s.mu.Lock()
+	sink := s.sink
+	s.mu.Unlock()
+	if sink == nil {
+		return 0
+	}
+	return sink.Room()
 }
 
 func newStream(c *Conn) *Stream {
@@ -803,7 +831,7 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.mu.Lock()
-	unread := len(s.chunks) > 0
+	unread := len(s.chunks) > 0 && !s.discard
 	for _, ch := range s.chunks {
 		if ch.buf != nil {
 			putBuf(ch.buf, s.c.large)
@@ -875,6 +903,27 @@ func (s *Stream) Accept() error {
 // AcceptWith is Accept with response header fields.
 func (s *Stream) AcceptWith(h http.Header) error {
 	return s.respond(http.StatusOK, h, "")
+}
+
+// DiscardBody drops the request body, what has arrived and what is to
+// come, giving its flow-control credit back: for a request answered
+// without it (RFC 9113 §8.1 lets a server answer before the request ends).
+// Closing the stream then waits for the peer's END_STREAM, so malformed
+// trailers still get their stream error, rather than cancelling it.
+func (s *Stream) DiscardBody() {
+	s.mu.Lock()
+	s.discard = true
+	n := 0
+	for _, ch := range s.chunks {
+		n += len(ch.data)
+		if ch.buf != nil {
+			putBuf(ch.buf, s.c.large)
+		}
+	}
+	s.chunks = nil
+	incr := s.consumedLocked(n)
+	s.mu.Unlock()
+	s.giveBack(incr)
 }
 
 // Reject answers with status, an RFC 9209 Proxy-Status header carrying
