@@ -52,12 +52,12 @@ type Config struct {
 
 // State is what the supervisor knows of its program.
 type State struct {
-	PID        int       `json:"pid,omitempty"`          // the running program's; 0 while none runs
-	Started    time.Time `json:"started,omitzero"`       // when the running program started
-	Restarts   int       `json:"restarts"`               // restarts after a crash so far
-	LastExit   string    `json:"last_exit,omitempty"`    // how the last run ended, such as "exit status 1"
-	LastExitAt time.Time `json:"last_exit_at,omitzero"`  // when it ended
-	NextStart  time.Time `json:"next_start,omitzero"`    // when a crashed program starts again; zero if none is due
+	PID        int       `json:"pid,omitempty"`         // the running program's; 0 while none runs
+	Started    time.Time `json:"started,omitzero"`      // when the running program started
+	Restarts   int       `json:"restarts"`              // restarts after a crash so far
+	LastExit   string    `json:"last_exit,omitempty"`   // how the last run ended, such as "exit status 1"
+	LastExitAt time.Time `json:"last_exit_at,omitzero"` // when it ended
+	NextStart  time.Time `json:"next_start,omitzero"`   // when a crashed program starts again; zero if none is due
 }
 
 // Run runs the program until ctx ends, starting it again after each crash
