@@ -44,6 +44,8 @@ func commands() []command {
 		{"stop", "stop your exit on AWS", runStop},
 		{"certs", "create a private CA and certificates, revoke them (certs init, certs issue-client, certs revoke, certs push)", runCerts},
 		{"aws", "set up your exit on demand in AWS, or remove it (aws deploy, aws destroy)", runAWS},
+		{"service", "run the agent at login, restarted after a crash (service install, uninstall, start, stop, status)", runService},
+		{"proxy", "point this user's system proxy at the agent, or put it back (proxy on, proxy off, proxy status)", runProxy},
 		{"token", "print a fresh IAM token for an exit that checks AWS identities", runToken},
 		{"lambda", "the control plane's AWS Lambda function (run as its bootstrap)", runLambda},
 		{"version", "print the version", runVersion},
@@ -61,7 +63,7 @@ func runSubcommand(ctx context.Context, env Env, name string, subs []command, ar
 		}
 		fmt.Fprintf(env.Stderr, "Usage: fluidity %s <%s> [flags]\n\n", name, strings.Join(names, "|"))
 		for _, c := range subs {
-			fmt.Fprintf(env.Stderr, "  %-13s %s\n", c.name, c.summary)
+			writeWrapped(env.Stderr, fmt.Sprintf("  %-13s ", c.name), c.summary)
 		}
 		fmt.Fprintf(env.Stderr, "\nRun 'fluidity %s <subcommand> --help' for its flags.\n", name)
 	}
@@ -119,7 +121,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "Fluidity carries your connections through an exit server you own.\n\nUsage: fluidity <command> [flags]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		writeWrapped(w, fmt.Sprintf("  %-8s ", c.name), c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'fluidity <command> --help' for a command's flags.\n")
 }
@@ -131,9 +133,53 @@ func newFlagSet(env Env, name, usage, description string) *flag.FlagSet {
 	fs.SetOutput(env.Stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(env.Stderr, "Usage: fluidity %s\n\n%s\n\nFlags:\n", usage, strings.TrimSpace(description))
-		fs.PrintDefaults()
+		printFlags(env.Stderr, fs)
 	}
 	return fs
+}
+
+// helpWidth is the width help text fits in: a terminal of 100 columns,
+// PowerShell's default window included.
+const helpWidth = 100
+
+// printFlags is flag.PrintDefaults with each description wrapped to
+// helpWidth.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		head := "  --" + f.Name
+		if typ != "" {
+			head += " " + typ
+		}
+		switch f.DefValue {
+		case "", "false", "0", "0s", "[]":
+		default:
+			usage += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w, head)
+		writeWrapped(w, "      ", usage)
+	})
+}
+
+// writeWrapped writes text after prefix, wrapped at word boundaries to
+// helpWidth, continuation lines indented as far as prefix is long. A word
+// longer than a line (a URL) gets a line of its own.
+func writeWrapped(w io.Writer, prefix, text string) {
+	indent := strings.Repeat(" ", len(prefix))
+	line := prefix
+	empty := true
+	for _, word := range strings.Fields(text) {
+		if !empty && len(line)+1+len(word) > helpWidth {
+			fmt.Fprintln(w, line)
+			line, empty = indent, true
+		}
+		if !empty {
+			line += " "
+		}
+		line += word
+		empty = false
+	}
+	fmt.Fprintln(w, line)
 }
 
 // parse binds cfg to fs, parses args and loads file, environment and flags.
