@@ -8,14 +8,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
 	"fluidity/internal/config"
 )
 
-// version is set at build time with -ldflags "-X fluidity/internal/cli.version=v1.2.3".
-var version = ""
+// version and commit are set at build time by 'make dist':
+// -ldflags "-X fluidity/internal/cli.version=v1.2.3 -X fluidity/internal/cli.commit=HASH".
+var version, commit = "", ""
 
 // Env is what a command sees of the outside world.
 type Env struct {
@@ -210,8 +212,24 @@ func runVersion(ctx context.Context, env Env, args []string) error {
 		}
 		return errUsage
 	}
-	fmt.Fprintf(env.Stdout, "fluidity %s\n", Version())
+	fmt.Fprintf(env.Stdout, "fluidity %s (commit %s, %s/%s, %s)\n", Version(), Commit(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	return nil
+}
+
+// Commit is the VCS revision the binary was built from: the -X value, else
+// the one the Go toolchain recorded, else "unknown".
+func Commit() string {
+	if commit != "" {
+		return commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
 }
 
 // Version is the build's version: the -X value, else the module version or
