@@ -251,7 +251,7 @@ func describeSupervisor(st supervisor.State, now time.Time) string {
 			fmt.Fprintf(&b, " (starts again in %s)", st.NextStart.Sub(now).Round(time.Second))
 		}
 	}
-	fmt.Fprintf(&b, "; restarted after a crash %d times", st.Restarts)
+	fmt.Fprintf(&b, "; restarts after a crash: %d", st.Restarts)
 	if st.LastExit != "" {
 		fmt.Fprintf(&b, "; last exit: %s, %s ago", st.LastExit, now.Sub(st.LastExitAt).Round(time.Second))
 	}
