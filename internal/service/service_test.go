@@ -285,7 +285,7 @@ func TestManagersRunTheSystemsCommands(t *testing.T) {
 					t.Errorf("Uninstall left %s: %v", m.File(), err)
 				}
 			}
-			golden(t, tc.name+"-commands.golden", filepath.ToSlash(strings.ReplaceAll(strings.Join(r.log, "\n")+"\n", dir, "$DIR")))
+			golden(t, tc.name+"-commands.golden", strings.ReplaceAll(strings.ReplaceAll(strings.Join(r.log, "\n")+"\n", dir, "$DIR"), "$DIR"+string(filepath.Separator), "$DIR/"))
 		})
 	}
 }
