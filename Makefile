@@ -1,7 +1,7 @@
 # Names for the everyday commands. The README's test command is `make test`.
 GO ?= go
 
-.PHONY: test check bench fuzz build dist
+.PHONY: test test-portable check bench fuzz build dist
 
 build:
 	$(GO) build -o bin/fluidity ./cmd/fluidity
@@ -11,6 +11,11 @@ test:
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l cmd internal); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) test -race -count=1 ./...
+
+# The suite again with the portable socket code (see internal/sockio), as
+# Windows and macOS run it; CI runs both.
+test-portable:
+	$(GO) test -race -count=1 -tags fluidity_portable ./...
 
 check: test
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...

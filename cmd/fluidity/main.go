@@ -19,6 +19,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal starts a graceful stop, bounded by the command's
+	// shutdown timeout; then the signals get their default action back, so
+	// a second one ends the process at once.
+	context.AfterFunc(ctx, stop)
 	args := os.Args[1:]
 	if filepath.Base(os.Args[0]) == "bootstrap" {
 		// AWS Lambda's provided.al2023 runtime runs a binary of that name.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -151,7 +152,12 @@ func TestResultReasons(t *testing.T) {
 		{"success", nil, false, false, false, metrics.ReasonOK},
 		{"a malformed request", errors.New("x"), true, false, false, metrics.ReasonBadRequest},
 		{"a break after set-up", errors.New("x"), false, true, false, metrics.ReasonReset},
-		{"a refusal by the exit", &tunnelDialError403, false, false, false, metrics.ReasonRefused},
+		{"an idle cut-off after set-up", os.ErrDeadlineExceeded, false, true, false, metrics.ReasonTimeout},
+		{"a refusal by the exit's policy", &tunnelDialError403, false, false, false, metrics.ReasonPolicy},
+		{"a target that refuses the connection", &tunnel.DialError{Status: 502, Type: "connection_refused"}, false, false, false, metrics.ReasonRefused},
+		{"a target that does not answer", &tunnel.DialError{Status: 504, Type: "connection_timeout"}, false, false, false, metrics.ReasonTimeout},
+		{"a name that does not resolve", &tunnel.DialError{Status: 502, Type: "dns_error"}, false, false, false, metrics.ReasonDialFailed},
+		{"no link to the exit", &tunnel.DialError{Status: 503, Err: tunnel.ErrLinkDown}, false, false, false, metrics.ReasonLinkDown},
 		{"an unreachable target", errors.New("x"), false, false, false, metrics.ReasonDialFailed},
 		{"a client that left", nil, false, false, true, metrics.ReasonCanceled},
 	} {

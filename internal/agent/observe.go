@@ -56,6 +56,13 @@ func (s *stream) Close() error {
 	return err
 }
 
+// Abort resets the stream (see tunnel.Stream.Abort) and stops counting it.
+func (s *stream) Abort() error {
+	err := s.Stream.Abort()
+	s.once.Do(func() { s.set.remove(s) })
+	return err
+}
+
 // streamSet counts the agent's tunnel streams and the bytes they carried.
 type streamSet struct {
 	mu       sync.Mutex
@@ -202,11 +209,14 @@ func (a *Agent) socksEnded(s socks5.Session) string {
 
 // resultReason maps how a client request ended to a metrics.Reason value.
 func resultReason(err error, badRequest, connected, canceled bool) string {
+	var ne net.Error
 	switch {
 	case err == nil && !canceled:
 		return metrics.ReasonOK
 	case badRequest:
 		return metrics.ReasonBadRequest
+	case connected && errors.As(err, &ne) && ne.Timeout():
+		return metrics.ReasonTimeout
 	case connected:
 		return metrics.ReasonReset
 	case canceled, errors.Is(err, context.Canceled):
@@ -216,13 +226,17 @@ func resultReason(err error, badRequest, connected, canceled bool) string {
 	}
 	var de *tunnel.DialError
 	if errors.As(err, &de) {
-		switch de.Status {
-		case http.StatusBadRequest:
+		switch {
+		case de.Status == http.StatusBadRequest:
 			return metrics.ReasonBadRequest
-		case http.StatusUnauthorized, http.StatusProxyAuthRequired, http.StatusTooManyRequests:
+		case de.Status == http.StatusUnauthorized, de.Status == http.StatusProxyAuthRequired, de.Status == http.StatusTooManyRequests:
 			return metrics.ReasonAuthFailed
-		case http.StatusForbidden:
+		case de.Status == http.StatusForbidden:
+			return metrics.ReasonPolicy
+		case de.Type == "connection_refused":
 			return metrics.ReasonRefused
+		case de.Status == http.StatusGatewayTimeout:
+			return metrics.ReasonTimeout
 		}
 	}
 	return metrics.ReasonDialFailed

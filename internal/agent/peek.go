@@ -3,11 +3,19 @@ package agent
 import (
 	"io"
 	"net"
+
+	"fluidity/internal/sockio"
 )
 
-// peekWrapped reads the first byte and returns a connection that gives it
-// back on the first Read.
-func peekWrapped(nc net.Conn) (byte, net.Conn, error) {
+// peekFirstByte returns the connection's first byte without consuming it
+// where the OS allows, so the front-end gets the bare *net.TCPConn (whose
+// reads then need no wrapper and no buffer while idle); elsewhere it reads
+// the byte and returns a connection that gives it back on the first Read.
+// It honours nc's read deadline.
+func peekFirstByte(nc net.Conn) (byte, net.Conn, error) {
+	if b, ok, err := sockio.PeekByte(nc); ok {
+		return b, nc, err
+	}
 	var b [1]byte
 	if _, err := io.ReadFull(nc, b[:]); err != nil {
 		return 0, nil, err
@@ -28,6 +36,9 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
+
+// NetConn is the connection beneath, for relay.Abort.
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
 
 // CloseWrite half-closes when the underlying connection can.
 func (c *prefixConn) CloseWrite() error {

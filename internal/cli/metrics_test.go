@@ -285,7 +285,8 @@ func TestMetricsStatusAndReadinessOfALivePair(t *testing.T) {
 		want    float64
 	}{
 		{ex, "fluidity_exit_streams_total", 3},
-		{ex, `fluidity_exit_stream_results_total{reason="refused"}`, 1},
+		{ex, `fluidity_exit_stream_results_total{reason="policy"}`, 1},
+		{ex, `fluidity_exit_stream_results_total{reason="refused"}`, 0},
 		{ex, `fluidity_exit_stream_results_total{reason="dial_failed"}`, 0},
 		{ex, `fluidity_exit_bytes_total{direction="up"}`, 2500},
 		{ex, `fluidity_exit_bytes_total{direction="down"}`, 2500},
@@ -302,7 +303,7 @@ func TestMetricsStatusAndReadinessOfALivePair(t *testing.T) {
 		{ag, `fluidity_agent_bytes_total{direction="down"}`, 2500},
 		{ag, `fluidity_agent_stream_results_total{frontend="connect",reason="ok"}`, 2},
 		{ag, `fluidity_agent_stream_results_total{frontend="socks5",reason="ok"}`, 1},
-		{ag, `fluidity_agent_stream_results_total{frontend="connect",reason="refused"}`, 1},
+		{ag, `fluidity_agent_stream_results_total{frontend="connect",reason="policy"}`, 1},
 		{ag, "fluidity_agent_stream_setup_seconds_count", 3},
 		{ag, "fluidity_agent_link_reconnects_total", 0},
 	} {

@@ -122,12 +122,18 @@ func TestWakeStartsATaskOfTheCallersOwnAndQueryFindsItsAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != controlapi.Starting || st.Owner != alice || st.Task == "" || st.CreatedAt == nil {
+	if st.Owner != alice || st.Task == "" || st.CreatedAt == nil {
 		t.Fatalf("wake: %+v", st)
 	}
 	task, ok := w.cloud.Task(st.Task)
 	if !ok {
 		t.Fatalf("task %s not in the fake", st.Task)
+	}
+	// The wake answers at once, before the task runs; on a loaded machine
+	// the fake's task may reach RUNNING (after 40 ms) before the answer,
+	// and only then may it say ready.
+	if st.State != controlapi.Starting && (st.State != controlapi.Ready || task.LastStatus != "RUNNING") {
+		t.Fatalf("wake: %+v with the task %s; want starting", st, task.LastStatus)
 	}
 	if task.Tags[OwnerTag] != alice || !strings.HasPrefix(task.StartedBy, StartedByPrefix) || len(task.StartedBy) > 128 ||
 		!task.AssignPublicIP || task.Subnets[0] != "subnet-0a" || task.SecurityGroups[0] != "sg-exit" || task.ClientToken == "" {

@@ -48,7 +48,7 @@ func TestRepeatedWarningsAreSummarised(t *testing.T) {
 
 	failures := func() (full, summaries int) {
 		for line := range strings.Lines(exit.Stderr()) {
-			if !strings.Contains(line, "msg=stream") || !strings.Contains(line, "reason=dial_failed") {
+			if !strings.Contains(line, "msg=stream") || !strings.Contains(line, "reason=refused") {
 				continue
 			}
 			if strings.Contains(line, "repeated=") {
@@ -70,7 +70,7 @@ func TestRepeatedWarningsAreSummarised(t *testing.T) {
 	line := lastLine(exit.Stderr(), "repeated=")
 	t.Logf("summary: %s", line)
 	if full, summaries := failures(); full != 1 || summaries != 1 || !strings.Contains(line, "repeated=499") ||
-		!strings.Contains(line, "client=fluidity-client") || !strings.Contains(line, "reason=dial_failed") {
+		!strings.Contains(line, "client=fluidity-client") || !strings.Contains(line, "reason=refused") {
 		t.Fatalf("after the exit stopped: %d full lines and %d summaries, the last %q; want 1 and 1, saying repeated=499 for client fluidity-client", full, summaries, line)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"fluidity/internal/acceptloop"
@@ -398,16 +399,23 @@ func (cc *clientConn) serveStream(ctx context.Context, req *tunnel.Request, st *
 	identity, err := cc.authorize(ctx, req.Header)
 	x.identity = identity
 	if err != nil {
+		// The reason is settled before the refusal is sent: a client that
+		// has its answer may reset the stream, which is no cancellation.
+		reason := metrics.ReasonAuthFailed
+		if ctx.Err() != nil {
+			reason = metrics.ReasonCanceled
+		}
 		status, typ := classify(err, http.StatusForbidden)
 		st.RejectWith(status, authHeader(status), typ, err.Error())
-		x.end(metrics.ReasonAuthFailed, 0, 0, err)
+		x.end(reason, 0, 0, err)
 		return
 	}
 	target, err := cc.dial(ctx, req.Authority)
 	if err != nil {
+		reason := dialReason(ctx, err) // before the client has its answer, as above
 		status, typ := classify(err, http.StatusBadGateway)
 		st.Reject(status, typ, err.Error())
-		x.end(dialReason(err), 0, 0, err)
+		x.end(reason, 0, 0, err)
 		return
 	}
 	x.started()
@@ -418,8 +426,9 @@ func (cc *clientConn) serveStream(ctx context.Context, req *tunnel.Request, st *
 		h = http.Header{tunnel.IdentityHeader: {identity}}
 	}
 	if err := st.AcceptWith(h); err != nil {
-		target.Close()
-		x.end(metrics.ReasonReset, 0, 0, err)
+		// The client reset the stream while the target was dialed.
+		relay.Abort(target)
+		x.end(metrics.ReasonCanceled, 0, 0, err)
 		return
 	}
 	// The target goes first: when the link dies, closing the target is
@@ -446,24 +455,42 @@ func authHeader(status int) http.Header {
 	return nil
 }
 
-// dialReason is the result reason of a failed target dial.
-func dialReason(err error) string {
-	var sc interface{ StatusCode() int }
+// dialReason is the result reason of a failed target dial. ctx is the
+// stream's: it ends when the client resets the stream.
+func dialReason(ctx context.Context, err error) string {
+	var (
+		sc interface{ StatusCode() int }
+		ps interface{ ProxyStatus() string }
+		ne net.Error
+	)
+	hasStatus := errors.As(err, &sc)
+	hasType := errors.As(err, &ps)
 	switch {
-	case errors.As(err, &sc) && sc.StatusCode() == http.StatusForbidden:
-		return metrics.ReasonRefused
-	case errors.Is(err, context.Canceled):
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
 		return metrics.ReasonCanceled
+	case hasStatus && sc.StatusCode() == http.StatusForbidden:
+		return metrics.ReasonPolicy
+	case errors.Is(err, syscall.ECONNREFUSED), hasType && ps.ProxyStatus() == "connection_refused":
+		return metrics.ReasonRefused
+	case errors.Is(err, context.DeadlineExceeded), hasStatus && sc.StatusCode() == http.StatusGatewayTimeout,
+		errors.As(err, &ne) && ne.Timeout():
+		return metrics.ReasonTimeout
 	}
 	return metrics.ReasonDialFailed
 }
 
-// relayReason is the result reason of a relayed stream.
+// relayReason is the result reason of a relayed stream: ok when both
+// directions finished normally, timeout when it was idle too long, reset
+// when either end (or the link) aborted it.
 func relayReason(err error) string {
-	if err != nil {
-		return metrics.ReasonReset
+	var ne net.Error
+	switch {
+	case err == nil:
+		return metrics.ReasonOK
+	case errors.Is(err, tunnel.ErrIdle), errors.Is(err, relay.ErrIdle), errors.As(err, &ne) && ne.Timeout():
+		return metrics.ReasonTimeout
 	}
-	return metrics.ReasonOK
+	return metrics.ReasonReset
 }
 
 // stream is one CONNECT request being served, for its log line and

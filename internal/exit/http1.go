@@ -76,21 +76,25 @@ func (cc *clientConn) serveHTTP1(ctx context.Context, tc *tls.Conn) {
 	}
 	target, err := cc.dial(ctx, authority)
 	if err != nil {
+		reason := dialReason(ctx, err) // before the client has its answer
 		status, typ := classify(err, http.StatusBadGateway)
 		writeHTTP1Error(tc, status, nil, typ, err.Error())
-		x.end(dialReason(err), 0, 0, err)
+		x.end(reason, 0, 0, err)
 		return
 	}
 	x.started()
 	if _, err := io.WriteString(tc, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		target.Close()
-		x.end(metrics.ReasonReset, 0, 0, err)
+		// The client left while the target was dialed.
+		relay.Abort(target)
+		x.end(metrics.ReasonCanceled, 0, 0, err)
 		return
 	}
 	tc.SetReadDeadline(time.Time{})
 	// Bytes the client sent after the request header are already in br.
 	client := &bufferedConn{Conn: tc, r: io.MultiReader(io.LimitReader(br, int64(br.Buffered())), tc)}
-	res := relay.Pipe(client, target)
+	// The stream idle timeout covers HTTP/1.1 tunnels too: a silent
+	// target and a client that left must not hold the link for ever.
+	res := relay.PipeIdle(client, target, cc.s.cfg.Tunnel.StreamIdleTimeout)
 	x.end(relayReason(res.Err), res.AToB, res.BToA, res.Err)
 }
 

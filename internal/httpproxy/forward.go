@@ -8,8 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"strings"
+
+	"fluidity/internal/relay"
 )
 
 // serveForward forwards an absolute-URI request to its origin through the
@@ -23,13 +26,24 @@ func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request) {
 	rw := &responseWriter{ResponseWriter: w, x: x}
 	defer func() {
 		// The reverse proxy aborts with a panic when the response body
-		// breaks off; log, then let the server handle it.
+		// breaks off (the target or its tunnel reset, the client left).
+		// The client must see that as an abort, never as the end of a
+		// response delimited by the close: its connection is taken over
+		// and reset. Any other panic goes on to the server.
 		v := recover()
 		if v != nil {
 			x.fail(fmt.Errorf("aborted: %v", v))
 		}
+		abort := v == http.ErrAbortHandler && !rw.hijacked
+		if abort {
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				relay.Abort(conn)
+			} else {
+				abort = false
+			}
+		}
 		h.logEnd(x, "request")
-		if v != nil {
+		if v != nil && !abort {
 			panic(v)
 		}
 	}()
@@ -49,6 +63,9 @@ func (h *Handler) serveForward(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := h.requestContext(r)
 	defer cancel()
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) { x.upstream.Store(&info.Conn) },
+	})
 	out := r.WithContext(context.WithValue(ctx, exchangeKey{}, x))
 	if r.Body != nil && r.Body != http.NoBody {
 		out.Body = &countingBody{ReadCloser: r.Body, x: x}
@@ -186,8 +203,15 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	} else {
 		b.x.up.Add(int64(n))
 	}
-	if err != nil && err != io.EOF && b.down {
-		b.x.fail(fmt.Errorf("read from target: %w", err))
+	if err != nil && err != io.EOF {
+		if b.down {
+			b.x.fail(fmt.Errorf("read from target: %w", err))
+		} else if c := b.x.upstream.Load(); c != nil {
+			// The client's request body broke off (it reset or left):
+			// the target sees an abort too, not the end of a request.
+			b.x.fail(fmt.Errorf("read from client: %w", err))
+			relay.Abort(*c)
+		}
 	}
 	return n, err
 }

@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,11 @@ type exchange struct {
 	// transport's and the upgrade copier's goroutines.
 	up   atomic.Int64 // bytes sent to the target
 	down atomic.Int64 // bytes received from the target
+
+	// upstream is the connection (a tunnel stream) a forwarded request
+	// went out on, recorded by the transport's trace, so a request body
+	// that breaks off can abort it.
+	upstream atomic.Pointer[net.Conn]
 
 	mu         sync.Mutex
 	status     int   // guarded by mu; the status the client got

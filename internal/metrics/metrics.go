@@ -8,21 +8,24 @@ import (
 )
 
 // Results of a stream (the reason label of the *_stream_results_total
-// metrics and the reason attribute of the access log lines).
+// metrics and the reason attribute of the access log lines). Each names
+// one cause, and a test pins each to it.
 const (
-	ReasonOK         = "ok"          // served to the end
+	ReasonOK         = "ok"          // served to the end: both directions finished normally
 	ReasonBadRequest = "bad_request" // malformed request or SOCKS5 negotiation
-	ReasonRefused    = "refused"     // refused by the exit's egress policy (or, seen from the agent, any 403)
+	ReasonPolicy     = "policy"      // refused by the exit's egress policy (seen from the agent, any 403 from the exit)
 	ReasonAuthFailed = "auth_failed" // identity check failed: IAM token missing, invalid or not allowed
-	ReasonDialFailed = "dial_failed" // the target could not be reached (DNS, refused, timeout)
+	ReasonRefused    = "refused"     // the target refused the connection (nothing listens there)
+	ReasonTimeout    = "timeout"     // the target did not answer in time, or the stream was idle too long
+	ReasonDialFailed = "dial_failed" // the target could not be reached otherwise (DNS, unreachable)
 	ReasonLinkDown   = "link_down"   // agent only: no link to the exit
-	ReasonReset      = "reset"       // the stream or its link broke after it was set up
+	ReasonReset      = "reset"       // aborted after it was set up: a reset from either end, or the link lost
 	ReasonCanceled   = "canceled"    // the client went away or the process stopped before the stream was set up
 )
 
 // Reasons lists every Reason value.
-var Reasons = []string{ReasonOK, ReasonBadRequest, ReasonRefused, ReasonAuthFailed,
-	ReasonDialFailed, ReasonLinkDown, ReasonReset, ReasonCanceled}
+var Reasons = []string{ReasonOK, ReasonBadRequest, ReasonPolicy, ReasonAuthFailed, ReasonRefused,
+	ReasonTimeout, ReasonDialFailed, ReasonLinkDown, ReasonReset, ReasonCanceled}
 
 // NewRegistry returns a registry with the Go runtime and process
 // collectors registered.

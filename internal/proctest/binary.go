@@ -5,8 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+
+	"fluidity/internal/sockio"
 )
 
 // bin is the fluidity binary the Start functions run; set by Build or
@@ -14,14 +17,20 @@ import (
 var bin string
 
 // Build compiles fluidity/cmd/fluidity into dir and makes it the binary the
-// Start functions run. It uses the go command on PATH.
+// Start functions run. It uses the go command on PATH. A test binary built
+// with the portable socket code (the tag fluidity_portable, see package
+// sockio) builds the binary with it too.
 func Build(dir string) error {
 	goBin, err := exec.LookPath("go") // go test puts GOROOT/bin first on PATH
 	if err != nil {
 		return fmt.Errorf("find the go command: %w", err)
 	}
 	out := filepath.Join(dir, "fluidity")
-	cmd := exec.Command(goBin, "build", "-o", out, "fluidity/cmd/fluidity")
+	args := []string{"build", "-o", out}
+	if runtime.GOOS == "linux" && !sockio.Fast {
+		args = append(args, "-tags", "fluidity_portable")
+	}
+	cmd := exec.Command(goBin, append(args, "fluidity/cmd/fluidity")...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build fluidity/cmd/fluidity: %w", err)

@@ -309,3 +309,22 @@ func metricValue(r io.Reader, name string) (float64, error) {
 
 // MiB formats n bytes in mebibytes, as "12.3 MiB".
 func MiB(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// Metric reads one series from the process's admin listener, named with
+// its labels as the text format writes them, for example
+// fluidity_exit_stream_results_total{reason="ok"}. A series not exposed
+// reads as 0. The process must have an admin listener.
+func (p *Proc) Metric(t testing.TB, series string) float64 {
+	t.Helper()
+	if p.admin == "" {
+		t.Fatalf("%s has no admin listener to read %s from", p.name, series)
+	}
+	v, err := scrape(p.admin, series)
+	if err != nil {
+		if strings.Contains(err.Error(), "not exposed") {
+			return 0
+		}
+		t.Fatalf("%s: %v", p.name, err)
+	}
+	return v
+}

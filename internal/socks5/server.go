@@ -45,7 +45,7 @@ type Hooks struct {
 type Session struct {
 	Target     string // host:port asked for; "" if the negotiation failed
 	BadRequest bool   // the negotiation failed: not SOCKS5, unsupported, too slow
-	Canceled   bool   // ServeConn's ctx ended first
+	Canceled   bool   // the client left, or ServeConn's ctx ended, before the connection was set up
 	Connected  bool   // the target was connected and the client told so
 	Up, Down   int64  // bytes from the client to the target and back
 	Err        error  // why it failed; nil for success
@@ -66,8 +66,8 @@ const (
 // ServeConn serves one client connection whose first byte (0x05) has not
 // been consumed yet: it negotiates, dials the target, replies, and relays
 // both ways with relay.Pipe until both directions end. It closes conn before
-// it returns. Cancelling ctx closes conn, which ends the negotiation, the
-// dial or the relay.
+// it returns. Cancelling ctx closes conn, which ends the negotiation or the
+// dial, or aborts the relay (both connections).
 //
 // ServeConn logs exactly one line when the connection ends, with the
 // client, the target, the bytes sent up (client to target) and down, the
@@ -140,13 +140,22 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	}
 	conn.SetWriteDeadline(time.Now().Add(timeout))
 	if err = WriteReply(conn, Succeeded, boundAddr(dst)); err != nil {
-		dst.Close()
-		result = resultHandshake
+		// The client left before its reply: the target was reached, but
+		// the connection was never set up.
+		relay.Abort(dst)
+		result = resultCanceled
 		return
 	}
 	conn.SetDeadline(time.Time{})
 	connected = true
 
+	// Cancelling ctx aborts the relay: both ends see a reset, and a copy
+	// that waits on the target wakes too.
+	stopRelay := context.AfterFunc(ctx, func() {
+		relay.Abort(conn)
+		relay.Abort(dst)
+	})
+	defer stopRelay()
 	res := relay.Pipe(conn, dst)
 	up, down, err = res.AToB, res.BToA, res.Err
 	switch {

@@ -466,3 +466,38 @@ func TestBoundAddr(t *testing.T) {
 		t.Errorf("bound %s for a non-TCP connection, want none", got)
 	}
 }
+
+func TestAClientThatLeavesBeforeItsReplyIsCanceledNotAFailedDial(t *testing.T) {
+	target := serveTCP(t, echo)
+	dialing := make(chan struct{})
+	left := make(chan struct{})
+	ended := make(chan Session, 1)
+	s := &Server{
+		// The dial succeeds, but only once the client has gone.
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			close(dialing)
+			<-left
+			var d net.Dialer
+			return d.DialContext(ctx, network, target.Addr().String())
+		},
+		Hooks: Hooks{Ended: func(s Session) string { ended <- s; return "" }},
+	}
+	p := startProxy(t, s, nil)
+	c := dialProxy(t, p.addr)
+	if _, err := c.Write(cat(greeting, req(1, 3, append([]byte{byte(len("a.test"))}, "a.test"...), 80))); err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(c, make([]byte, 2)) // the method reply
+	<-dialing
+	c.SetLinger(0)
+	c.Close()
+	close(left)
+	got := <-ended
+	if !got.Canceled || got.Connected || got.BadRequest {
+		t.Fatalf("session %+v: want Canceled, not Connected nor BadRequest", got)
+	}
+	p.wait()
+	if line := p.logs.onlyLine(t); line["result"] != "canceled" {
+		t.Errorf("logged result %v, want canceled", line["result"])
+	}
+}

@@ -146,9 +146,9 @@ func TestServerHalfCloseFirst(t *testing.T) {
 		t.Fatalf("client write after server half-close: %v", err)
 	}
 	cs.CloseWrite()
-	got, _ = io.ReadAll(ss)
+	got, err = io.ReadAll(ss)
 	if string(got) != "late" {
-		t.Fatalf("server read %q", got)
+		t.Fatalf("server read %q, %v", got, err)
 	}
 }
 
@@ -392,10 +392,16 @@ func TestIdleStreamIsResetAndBusyStreamIsNot(t *testing.T) {
 }
 
 func TestIdleLinkIsClosed(t *testing.T) {
-	p := newPair(t, Config{}, Config{LinkIdleTimeout: 200 * time.Millisecond}, nil)
-	cs, ss := p.dial(t)
+	// A stream counts until its handler has returned; this one returns
+	// at once, and Serve closes the stream.
+	p := newPair(t, Config{}, Config{LinkIdleTimeout: 200 * time.Millisecond}, func(ctx context.Context, req *Request, s *Stream) {
+		s.Accept()
+	})
+	cs, err := p.client.Dial(context.Background(), "example.com:443", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cs.Close()
-	ss.Close()
 	select {
 	case <-p.client.Done():
 	case <-time.After(5 * time.Second):

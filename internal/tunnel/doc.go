@@ -22,12 +22,35 @@
 // and the stream limit bound memory, and one paused reader can never use up
 // the connection's window.
 //
+// # Who owns what
+//
+// One goroutine per connection, run, owns the connection's state: the
+// stream table and each stream's RFC 9113 §5.1 state, the flow-control
+// windows of both sides, the settings, pings, GOAWAY, and the limits that
+// keep a hostile peer in check. Nothing else reads or writes that state.
+// The other goroutines talk to run through two bounded queues, and run
+// never waits for any of them:
+//
+//   - readLoop reads frames and hands them to run, a DATA frame in pieces
+//     as they arrive, read straight into the buffers they are delivered
+//     from. It owns the framer and the HPACK decoder.
+//   - Stream goroutines (and Dial, Ping, Close, Shutdown) send requests:
+//     open a stream, give me send credit, I consumed this much, I sent
+//     END_STREAM, reset this stream, my handler returned.
+//
+// run delivers data into a stream's receive buffer under the stream's own
+// lock (the reader consumes under it), queues the frames it must send for
+// the writer, and wakes goroutines with non-blocking sends. A stream spends
+// send credit from a budget run grants out of the peer's windows (an atomic
+// counter), so a busy stream asks run for credit a few times per megabyte,
+// not per frame.
+//
 // # Writing
 //
 // Writing is a role held by one goroutine at a time. A stream goroutine
 // that finds the connection quiet (no one writing, nothing queued) writes
 // its own frame; otherwise it queues the frame, and the write loop writes
-// everything queued in one batch. The read loop never takes the role: it
+// everything queued in one batch. run and readLoop never take the role: run
 // queues its control frames, and its only writes are non-blocking writes of
 // arriving data to an idle relay's TCP destination (Stream.WriteTo), so it
 // never waits on a write. Before it writes a small batch, the writer yields
@@ -42,10 +65,25 @@
 // once, so a large frame never delays data. Buffers come from pools and
 // are held only while they hold data.
 //
+// # A hostile peer
+//
+// A server is hardened as golang.org/x/net/http2's is: control frames
+// queued and not yet written are capped (a peer that provokes them and does
+// not read is closed with ENHANCE_YOUR_CALM); PING, SETTINGS, PRIORITY,
+// empty DATA and unknown frames share a rate budget; a stream counts
+// against MaxStreams until its handler has returned, and each handler has
+// its own context, cancelled when the peer resets the stream, so a rapid
+// reset stops the dial at once and a peer that keeps resetting or asking
+// for refused streams is sent GOAWAY; frames on closed streams get
+// STREAM_CLOSED; malformed requests, connection-specific header fields and
+// HEADERS on a CONNECT stream get PROTOCOL_ERROR; both windows are
+// enforced both ways.
+//
 // # Goroutines
 //
-// A connection runs a read loop, a write loop and, when configured, a ping
-// loop and an idle-timeout sweeper; Close (or the death of the connection)
-// ends them and waits for them. Streams start no goroutines. Server handlers
-// run one goroutine per stream, which Serve waits for before it returns.
+// A connection runs run, readLoop and writeLoop; Close (or the death of the
+// connection) ends them and waits for them. Streams start no goroutines.
+// Server handlers run one goroutine per stream, which Serve waits for
+// before it returns; when a stream fails, a ReadFrom waiting on its source
+// is woken, so a handler relaying a silent target returns at once.
 package tunnel

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"golang.org/x/net/http2"
 )
 
 var (
@@ -21,6 +23,29 @@ var (
 	// ErrGoAway is returned for streams the peer refused because it is shutting down.
 	ErrGoAway = errors.New("tunnel link going away")
 )
+
+// ResetError is a stream reset, by the peer (Remote) or by this side,
+// with its RFC 9113 error code. errors.Is(err, ErrStreamReset) holds for
+// it; Cause says why this side reset it.
+type ResetError struct {
+	Code   http2.ErrCode
+	Remote bool
+	Cause  error
+}
+
+func (e *ResetError) Error() string {
+	switch {
+	case e.Remote:
+		return fmt.Sprintf("stream reset by peer: %v", e.Code)
+	case e.Cause != nil:
+		return fmt.Sprintf("stream reset: %v", e.Cause)
+	}
+	return fmt.Sprintf("stream reset: %v", e.Code)
+}
+
+func (e *ResetError) Is(target error) bool { return target == ErrStreamReset }
+
+func (e *ResetError) Unwrap() error { return e.Cause }
 
 // IdentityHeader carries, in an exit's answer to a CONNECT, the identity it
 // verified for the stream (an IAM ARN), when there is one.

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"net"
 	"sync"
+
+	"fluidity/internal/sockio"
 )
 
 // linkBufSize is the size of the buffers beneath TLS: one read fetches up
@@ -25,7 +27,7 @@ var linkBufs = newBufPool(linkBufSize)
 // Outside a write-loop batch (the TLS handshake, alerts) writes go straight
 // through.
 func NewBufferedConn(c net.Conn) net.Conn {
-	b := &bufferedConn{Conn: c, fill: idleReader(c, 0), write: writerOf(c)}
+	b := &bufferedConn{Conn: c, fill: sockio.IdleReader(c, 0), write: sockio.WriterOf(c)}
 	if b.write == nil {
 		b.write = c.Write
 	}
@@ -39,7 +41,7 @@ type bufferedConn struct {
 	// serializes. rbuf holds the unread bytes rbuf[rr:w], and is nil when
 	// there are none; rerr came with the last of them, and is returned
 	// once they are taken.
-	fill  idleRead // nil: not a TCP connection
+	fill  sockio.IdleRead // nil: not a TCP connection
 	rbuf  *[]byte
 	rr, w int
 	rerr  error
@@ -98,6 +100,10 @@ func (b *bufferedConn) fillBuf() error {
 	b.rbuf, b.rr, b.w = buf, 0, n
 	return nil
 }
+
+// NetConn is the connection beneath the buffers, for callers that need
+// the TCP connection itself (to abort it with a reset, for one).
+func (b *bufferedConn) NetConn() net.Conn { return b.Conn }
 
 // Buffered is how many bytes were read from the socket and not yet taken.
 func (b *bufferedConn) Buffered() int {

@@ -104,12 +104,3 @@ func nextReadSize(size, n int, large *bufPool) int {
 	}
 	return size
 }
-
-// idleRead reads once from a source that may be idle, into a buffer taken
-// from get only when there is something to read (see idleReader): the
-// buffer and the count read, or an error. When the source has nothing and
-// mayPark (if set) reports that the caller cannot wait yet, it returns
-// (nil, 0, nil) instead of waiting: mayPark runs inside the poller's read,
-// where nothing may block, because closing the socket waits for that read
-// to end.
-type idleRead func(get func() *[]byte, put func(*[]byte), mayPark func() bool) (*[]byte, int, error)

@@ -1,8 +1,8 @@
 package tunnel
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,55 +11,86 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
 	"fluidity/internal/proxystatus"
+	"fluidity/internal/sockio"
 )
 
 // Stream is one tunnelled connection: an HTTP/2 CONNECT stream used as a
 // net.Conn. CloseWrite sends END_STREAM (a half-close); Close ends both
-// directions, resetting the stream if the peer is still sending.
+// directions, resetting the stream if data was left unread; Abort resets
+// it, as a TCP reset would end a connection.
 type Stream struct {
-	c  *Conn  // immutable
-	id uint32 // immutable
+	c *Conn // immutable
+	// id is set by run when the stream opens (server: before the handler
+	// starts; client: before resp is closed) and never changes after.
+	id uint32
 
-	opened      atomic.Bool // HEADERS written (client) or received (server)
-	resetSent   atomic.Bool // RST_STREAM queued: no more frames for this stream
-	responded   atomic.Bool // server: Accept or Reject called
-	gotResponse atomic.Bool // client: final response HEADERS arrived
-	resp        chan struct{}
-	respOnce    sync.Once   // closes resp
-	status      int         // client: written before resp is closed
-	respHeader  http.Header // client: written before resp is closed
+	// Owned by run.
+	state       streamState
+	sendWindow  int64 // the peer's window for the stream, less the budget granted
+	recvWindow  int64 // credit the peer has left on this stream
+	waiting     bool  // among run's credit waiters
+	want        int64 // the budget it asked for
+	lingering   bool  // closed by its user; the peer may finish sending
+	linger      *time.Timer
+	handlerDone bool // server: the handler returned
+	slotHeld    bool // server: counts against MaxStreams
+	isConnect   bool // server: a CONNECT request
+	declLen     int64
+	gotLen      int64 // server, non-CONNECT: declared and received body length
+	respClosed  bool  // resp is closed
+	fields      []hpack.HeaderField
+	// Client: the response, written by run before resp is closed.
+	gotResponse bool
+	status      int
+	respHeader  http.Header
+
+	// Server: the handler's context, set before the handler starts;
+	// cancelled by run when the stream ends or the connection does.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	resp chan struct{} // client: closed by run when the response arrives or the stream fails
+
+	// Shared by run and the stream's goroutines.
+	budget    atomic.Int64 // send credit granted by run, spent by the writer
+	asking    atomic.Bool  // a credit request is with run
+	reset     atomic.Bool  // RST_STREAM sent or received, or the link gone: the writer drops the stream's frames
+	opened    atomic.Bool  // HEADERS written (client) or received (server)
+	responded atomic.Bool  // server: Accept or Reject called
 
 	rmu sync.Mutex // serializes readers (Read, WriteTo)
 	wmu sync.Mutex // serializes writers (Write, ReadFrom, respond); Close and CloseWrite never take it
 
-	// Guarded by c.mu.
-	sendWindow int64
-	sendDone   bool // END_STREAM queued
+	smu        sync.Mutex // guards sendClosed; held only to queue a frame, so END_STREAM never precedes DATA
+	sendClosed bool       // END_STREAM queued, or the stream aborted
 
-	mu         sync.Mutex // guards the receive side below
-	chunks     []chunk
-	recvEOF    bool
-	rerr       error // terminal error for reads and writes (reset, link closed)
-	closed     bool  // Close called
-	recvWindow int64 // credit the peer has left on this stream
-	unacked    int64 // bytes consumed and not yet given back
-	readWake   chan struct{}
-	// sink is the TCP connection WriteTo is copying to, if any: the read
-	// loop writes arriving data to it directly when nothing is pending
-	// (deliver). sinkBusy is set while a goroutine writes to it outside mu.
-	sink     syscall.RawConn
+	mu       sync.Mutex // guards the receive side below; run delivers under it
+	chunks   []chunk
+	recvEOF  bool
+	rerr     error // terminal error for reads and writes (reset, link closed)
+	closed   bool  // Close called
+	unacked  int64 // bytes consumed and not yet given back
+	readWake chan struct{}
+	// sink is the TCP connection WriteTo is copying to, if any: run writes
+	// arriving data to it directly when nothing is pending (deliver).
+	// sinkBusy is set while a goroutine writes to it outside mu.
+	sink     sockio.Sink
 	sinkBusy bool
-	sunk     int64 // bytes the read loop wrote to sink, reported by WriteTo
+	sunk     int64 // bytes run wrote to sink, reported by WriteTo
+	// src is the source ReadFrom reads, woken with a past read deadline
+	// when the stream fails or is closed, so a copy parked on a silent
+	// source ends with the stream.
+	src interface{ SetReadDeadline(time.Time) error }
+
+	sendWake chan struct{} // cap 1: credit granted, or the stream ended
 
 	rdl, wdl deadline
-	linger   *time.Timer // guarded by mu; set by Close while waiting for the peer's END_STREAM
 
 	sent, received atomic.Int64
 	lastActive     atomic.Int64 // unix nanos of the last byte either way, for StreamIdleTimeout
@@ -70,13 +101,13 @@ type chunk struct {
 	data []byte
 }
 
-func newStream(c *Conn, id uint32) *Stream {
+func newStream(c *Conn) *Stream {
 	s := &Stream{
-		c:          c,
-		id:         id,
-		resp:       make(chan struct{}),
-		recvWindow: int64(c.cfg.StreamWindow),
-		readWake:   make(chan struct{}, 1),
+		c:        c,
+		resp:     make(chan struct{}),
+		readWake: make(chan struct{}, 1),
+		sendWake: make(chan struct{}, 1),
+		declLen:  -1,
 	}
 	s.lastActive.Store(time.Now().UnixNano())
 	return s
@@ -107,129 +138,57 @@ func (s *Stream) notifyRead() {
 	}
 }
 
-// deliver hands received DATA to the stream (readLoop). flowLen is the
-// frame's full length for flow control; end marks END_STREAM.
-func (s *Stream) deliver(buf *[]byte, p []byte, flowLen int, end bool) {
-	s.mu.Lock()
-	s.recvWindow -= int64(flowLen)
-	if s.recvWindow < 0 {
-		s.mu.Unlock()
-		if buf != nil {
-			putBuf(buf, s.c.large)
-		}
-		s.c.resetStream(s, http2.ErrCodeFlowControl, fmt.Errorf("%w: peer exceeded the flow-control window", ErrStreamReset))
-		return
-	}
-	if s.recvEOF && (flowLen > 0 || len(p) > 0) {
-		s.mu.Unlock()
-		if buf != nil {
-			putBuf(buf, s.c.large)
-		}
-		s.c.resetStream(s, http2.ErrCodeStreamClosed, fmt.Errorf("%w: DATA after END_STREAM", ErrStreamReset))
-		return
-	}
-	if s.closed && len(p) > 0 {
-		s.mu.Unlock()
-		putBuf(buf, s.c.large)
-		s.c.resetStream(s, http2.ErrCodeCancel, net.ErrClosed)
-		return
-	}
-	var incr int64
-	wake := end // a reader needs waking for new data or the end of it
-	if len(p) > 0 && s.rerr == nil {
-		s.received.Add(int64(len(p)))
-		s.touch()
-		written := 0
-		if s.sink != nil && len(s.chunks) == 0 && !s.sinkBusy {
-			// Nothing is pending and the relay goroutine is idle: write
-			// straight to its destination, without waking it. The write
-			// never waits; what the socket does not take now is queued
-			// for the relay goroutine as usual.
-			sink := s.sink
-			s.sinkBusy = true
-			s.mu.Unlock()
-			written, _ = tryWrite(sink, p)
-			s.mu.Lock()
-			s.sinkBusy = false
-			s.sunk += int64(written)
-		}
-		if written < len(p) && !s.closed {
-			s.chunks = append(s.chunks, chunk{buf, p[written:]})
-			wake = true
-		} else if buf != nil {
-			putBuf(buf, s.c.large)
-		}
-		// What was written, and padding (which carries nothing), is
-		// consumed now.
-		incr = s.consumedLocked(written + flowLen - len(p))
-	} else {
-		if buf != nil {
-			putBuf(buf, s.c.large)
-		}
-		incr = s.consumedLocked(flowLen)
-	}
-	if end {
-		s.recvEOF = true
-	}
-	s.mu.Unlock()
-	s.sendWindowUpdate(incr)
-	if wake {
-		s.notifyRead()
-	}
-	if end {
-		s.maybeFinish()
+func (s *Stream) wakeSend() {
+	select {
+	case s.sendWake <- struct{}{}:
+	default:
 	}
 }
 
-// windowHolds reports whether a frame of flowLen bytes fits the stream's
-// receive window. The window only grows until the read loop, which alone
-// calls deliver, delivers the frame.
-func (s *Stream) windowHolds(flowLen int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.recvWindow >= int64(flowLen)
-}
-
-// consumedLocked records n consumed bytes and returns the window increment
-// to send now, if any.
-func (s *Stream) consumedLocked(n int) int64 {
-	if n <= 0 || s.recvEOF {
-		return 0
-	}
-	s.unacked += int64(n)
-	if s.unacked < int64(s.c.cfg.StreamWindow)/4 {
-		return 0
-	}
-	incr := s.unacked
-	s.unacked = 0
-	s.recvWindow += incr
-	return incr
-}
-
-func (s *Stream) sendWindowUpdate(incr int64) {
-	if incr > 0 && !s.resetSent.Load() {
-		s.c.queueCtrl(&outFrame{kind: frameWindowUpdate, streamID: s.id, incr: uint32(incr)})
+// closeResp closes resp once (run).
+func (s *Stream) closeResp() {
+	if !s.respClosed {
+		s.respClosed = true
+		close(s.resp)
 	}
 }
 
-// failRecv ends the stream with err for readers and writers, after any
-// data already received.
-func (s *Stream) failRecv(err error) {
+// sendable reports whether the stream may still send DATA (run).
+func (s *Stream) sendable() bool {
+	return s.state == stateOpen || s.state == stateHalfClosedRemote
+}
+
+func (s *Stream) stopLinger() {
+	s.lingering = false
+	if s.linger != nil {
+		s.linger.Stop()
+		s.linger = nil
+	}
+}
+
+// aLongTimeAgo is a read deadline that wakes a blocked read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// fail ends the stream with err for readers and writers, after any data
+// already received (run, or Abort). A ReadFrom parked on its source is
+// woken, and the server handler's context cancelled.
+func (s *Stream) fail(err error) {
+	s.reset.Store(true)
 	s.mu.Lock()
 	if s.rerr == nil {
 		s.rerr = err
 	}
+	src := s.src
 	s.mu.Unlock()
-	s.respOnce.Do(func() { close(s.resp) })
+	s.closeResp()
 	s.notifyRead()
-	s.c.mu.Lock()
-	s.c.broadcastSendLocked()
-	s.c.mu.Unlock()
-}
-
-func (s *Stream) peerReset(code http2.ErrCode) {
-	s.failRecv(fmt.Errorf("%w by peer: %v", ErrStreamReset, code))
-	s.c.removeStream(s)
+	s.wakeSend()
+	if src != nil {
+		src.SetReadDeadline(aLongTimeAgo)
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
 }
 
 func (s *Stream) recvErr() error {
@@ -241,16 +200,29 @@ func (s *Stream) recvErr() error {
 	return ErrLinkClosed
 }
 
-// maybeFinish forgets the stream once both directions have ended.
-func (s *Stream) maybeFinish() {
-	s.mu.Lock()
-	eof := s.recvEOF
-	s.mu.Unlock()
-	s.c.mu.Lock()
-	done := s.sendDone
-	s.c.mu.Unlock()
-	if eof && done {
-		s.c.removeStream(s)
+// consumedLocked records n consumed bytes and returns how many to give
+// back to the peer now, if any: a quarter of the window at a time.
+func (s *Stream) consumedLocked(n int) int64 {
+	if n <= 0 || s.recvEOF {
+		return 0
+	}
+	s.unacked += int64(n)
+	if s.unacked < int64(s.c.cfg.StreamWindow)/4 {
+		return 0
+	}
+	incr := s.unacked
+	s.unacked = 0
+	return incr
+}
+
+// giveBack hands run bytes the reader consumed. It is kept out of line:
+// inlined, its request would grow the frames of Read and WriteTo, and with
+// them the stack of every goroutine parked in WriteTo on an idle stream.
+//
+//go:noinline
+func (s *Stream) giveBack(n int64) {
+	if n > 0 {
+		s.c.post(request{kind: reqConsumed, s: s, n: n})
 	}
 }
 
@@ -288,7 +260,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 			}
 			incr := s.consumedLocked(n)
 			s.mu.Unlock()
-			s.sendWindowUpdate(incr)
+			s.giveBack(incr)
 			return n, nil
 		}
 		if err := s.readEndLocked(); err != nil {
@@ -322,7 +294,7 @@ func (s *Stream) WriteTo(w io.Writer) (total int64, err error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	s.mu.Lock()
-	s.sink = sinkOf(w)
+	s.sink = sockio.SinkOf(w)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -359,7 +331,7 @@ func (s *Stream) WriteTo(w io.Writer) (total int64, err error) {
 			s.sinkBusy = false
 			incr := s.consumedLocked(len(ch.data))
 			s.mu.Unlock()
-			s.sendWindowUpdate(incr)
+			s.giveBack(incr)
 			if err != nil {
 				return total, err
 			}
@@ -382,40 +354,35 @@ func (s *Stream) WriteTo(w io.Writer) (total int64, err error) {
 	}
 }
 
+var errWriteAfterCloseWrite = errors.New("tunnel: write after CloseWrite")
+
 // sendErr is why no more data can be sent, or nil.
 func (s *Stream) sendErr() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	closed, rerr := s.closed, s.rerr
+	s.mu.Unlock()
 	switch {
-	case s.closed:
+	case closed:
 		return net.ErrClosed
-	case s.rerr != nil:
-		return s.rerr
-	case s.resetSent.Load():
+	case rerr != nil:
+		return rerr
+	case s.reset.Load():
 		return ErrStreamReset
+	}
+	s.smu.Lock()
+	done := s.sendClosed
+	s.smu.Unlock()
+	if done {
+		return errWriteAfterCloseWrite
 	}
 	return nil
 }
 
-var errWriteAfterCloseWrite = errors.New("tunnel: write after CloseWrite")
-
-// creditLocked is how much the stream may send now, or why it may send
-// nothing more. c.mu is held.
-func (s *Stream) creditLocked() (int64, error) {
-	switch {
-	case s.c.err != nil:
-		return 0, ErrLinkClosed
-	case s.sendDone:
-		return 0, errWriteAfterCloseWrite
-	}
-	return min(s.sendWindow, s.c.sendWindow), nil
-}
-
-// awaitCredit waits until the stream may send, and returns how much it may
-// send now: ReadFrom reads no more than that from its source, so a stream
-// whose peer stopped reading holds no buffer, and its data waits in the
-// source's socket. beforeBlock, if set, runs before the first wait.
-func (s *Stream) awaitCredit(beforeBlock func() error) (int64, error) {
+// credit returns the send credit s holds, waiting while it holds none. It
+// asks run for more, without waiting, once the budget falls under twice
+// what it wants, so a busy stream rarely waits. beforeBlock, if set, runs
+// before the first wait.
+func (s *Stream) credit(want int, beforeBlock func() error) (int64, error) {
 	c := s.c
 	for {
 		if err := s.sendErr(); err != nil {
@@ -424,12 +391,14 @@ func (s *Stream) awaitCredit(beforeBlock func() error) (int64, error) {
 		if s.wdl.passed() {
 			return 0, os.ErrDeadlineExceeded
 		}
-		c.mu.Lock()
-		n, err := s.creditLocked()
-		wake := c.sendWake
-		c.mu.Unlock()
-		if err != nil || n > 0 {
-			return n, err
+		b := s.budget.Load()
+		if b < 2*int64(want) && s.asking.CompareAndSwap(false, true) {
+			if !c.post(request{kind: reqCredit, s: s, n: 2 * int64(want)}) {
+				return 0, ErrLinkClosed
+			}
+		}
+		if b > 0 {
+			return b, nil
 		}
 		if beforeBlock != nil {
 			if err := beforeBlock(); err != nil {
@@ -438,7 +407,7 @@ func (s *Stream) awaitCredit(beforeBlock func() error) (int64, error) {
 			beforeBlock = nil
 		}
 		select {
-		case <-wake:
+		case <-s.sendWake:
 		case <-s.wdl.done():
 			return 0, os.ErrDeadlineExceeded
 		case <-c.done:
@@ -447,38 +416,51 @@ func (s *Stream) awaitCredit(beforeBlock func() error) (int64, error) {
 	}
 }
 
+// take spends up to n bytes of the budget and returns how much it spent:
+// less than asked, or none, if run took the budget back meanwhile.
+func (s *Stream) take(n int64) int64 {
+	for {
+		b := s.budget.Load()
+		if b <= 0 {
+			return 0
+		}
+		g := min(b, n)
+		if s.budget.CompareAndSwap(b, b-g) {
+			s.c.outstanding.Add(-g)
+			return g
+		}
+	}
+}
+
 // queueFrame waits for send credit, takes up to len(p) bytes of it and
-// sends one DATA frame carrying that much of p. Credit check and queueing
-// happen under c.mu, the same lock CloseWrite takes to queue END_STREAM, so
-// no DATA can ever follow END_STREAM. If room is set, it is 9 bytes of
-// header room followed by p in one buffer. When the connection is quiet the
-// frame is written at once by this goroutine and the returned frame is nil;
-// otherwise the frame is queued and returned, and p must stay untouched
-// until it is done.
+// sends one DATA frame carrying that much of p. The frame is queued under
+// smu, the lock CloseWrite takes to queue END_STREAM, so no DATA can ever
+// follow END_STREAM. If room is set, it is 9 bytes of header room followed
+// by p in one buffer. When the connection is quiet the frame is written at
+// once by this goroutine and the returned frame is nil; otherwise the frame
+// is queued and returned, and p must stay untouched until it is done.
 func (s *Stream) queueFrame(p, room []byte) (*outFrame, int, error) {
 	c := s.c
 	for {
-		if _, err := s.awaitCredit(nil); err != nil {
-			return nil, 0, err
-		}
-		c.mu.Lock()
-		credit, err := s.creditLocked()
+		want := min(len(p), c.maxPayload())
+		credit, err := s.credit(want, nil)
 		if err != nil {
-			c.mu.Unlock()
 			return nil, 0, err
 		}
-		n := min(int64(len(p)), int64(c.maxPayload()), credit)
+		s.smu.Lock()
+		if s.sendClosed {
+			s.smu.Unlock()
+			return nil, 0, errWriteAfterCloseWrite
+		}
+		n := s.take(min(int64(want), credit))
 		if n <= 0 {
-			// Another stream took the connection's credit meanwhile, or
-			// the peer shrank the window.
-			c.mu.Unlock()
+			// run took the budget back meanwhile.
+			s.smu.Unlock()
 			continue
 		}
-		s.sendWindow -= n
-		c.sendWindow -= n
 		f := &outFrame{kind: frameData, stream: s, data: p[:n], room: room, done: make(chan struct{})}
 		own := c.enqueue(f, true)
-		c.mu.Unlock()
+		s.smu.Unlock()
 		s.sent.Add(n)
 		s.touch()
 		if own {
@@ -540,14 +522,38 @@ func (s *Stream) Write(p []byte) (int, error) {
 }
 
 // ReadFrom sends everything read from r until r's EOF (returning nil) or an
-// error. For a TCP source it holds no buffer while the source is idle.
-func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
+// error. For a TCP source it holds no buffer while the source is idle. When
+// the stream fails or is closed while ReadFrom waits on r, r's read
+// deadline is set in the past to wake it: ReadFrom then returns the
+// stream's error.
+func (s *Stream) ReadFrom(r io.Reader) (total int64, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	idle := idleReader(r, frameHeaderLen)
+	if src, ok := r.(interface{ SetReadDeadline(time.Time) error }); ok {
+		s.mu.Lock()
+		s.src = src
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.src = nil
+			s.mu.Unlock()
+		}()
+		// A stream that failed before src was known never woke it.
+		if err := s.sendErr(); err != nil {
+			return 0, err
+		}
+	}
+	defer func() {
+		if err != nil && err != io.EOF {
+			// A source woken because the stream ended says so.
+			if serr := s.sendErr(); serr != nil && serr != errWriteAfterCloseWrite {
+				err = serr
+			}
+		}
+	}()
+	idle := sockio.IdleReader(r, frameHeaderLen)
 	large := s.c.large
 	var (
-		total int64
 		// Frames queued and not yet written, with the buffers their data
 		// lives in: up to two, so the next read overlaps their writing.
 		pending [2]pendingBuf
@@ -590,7 +596,7 @@ func (s *Stream) ReadFrom(r io.Reader) (int64, error) {
 			}
 		}
 		// Buffers are released before waiting for credit, too.
-		credit, err := s.awaitCredit(releaseAll)
+		credit, err := s.credit(size-frameHeaderLen, releaseAll)
 		if err != nil {
 			return total, err
 		}
@@ -679,24 +685,24 @@ func (p pendingBuf) written() bool {
 // far. It never waits for a writer blocked on its source.
 func (s *Stream) CloseWrite() error {
 	c := s.c
-	c.mu.Lock()
-	if s.sendDone {
-		c.mu.Unlock()
+	s.smu.Lock()
+	if s.sendClosed {
+		s.smu.Unlock()
 		return nil
 	}
-	s.sendDone = true
-	if s.resetSent.Load() {
-		c.mu.Unlock()
+	s.sendClosed = true
+	if s.reset.Load() {
+		s.smu.Unlock()
 		return ErrStreamReset
 	}
 	f := &outFrame{kind: frameData, stream: s, end: true}
 	own := c.enqueue(f, true)
-	c.mu.Unlock()
+	s.smu.Unlock()
 	var err error
 	if own {
 		err = c.writeNow(f)
 	}
-	s.maybeFinish()
+	c.post(request{kind: reqEndSent, s: s})
 	return err
 }
 
@@ -704,14 +710,12 @@ func (s *Stream) CloseWrite() error {
 // buffered, the stream is reset; otherwise END_STREAM is sent (if it was
 // not already) and data the peer sends afterwards resets the stream. A
 // peer that never finishes is reset after lingerTimeout. Blocked reads and
-// writes return net.ErrClosed.
+// writes return net.ErrClosed; a ReadFrom waiting on its source is woken.
 func (s *Stream) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.markClosed() {
 		return nil
 	}
-	s.closed = true
+	s.mu.Lock()
 	unread := len(s.chunks) > 0
 	for _, ch := range s.chunks {
 		if ch.buf != nil {
@@ -719,37 +723,62 @@ func (s *Stream) Close() error {
 		}
 	}
 	s.chunks = nil
-	eof := s.recvEOF
 	s.mu.Unlock()
-	s.notifyRead()
-	s.respOnce.Do(func() { close(s.resp) })
-	c := s.c
-	c.mu.Lock()
-	c.broadcastSendLocked()
-	c.mu.Unlock()
-	s.rdl.set(time.Time{})
-	s.wdl.set(time.Time{})
-	switch {
-	case s.resetSent.Load():
-	case unread:
-		c.resetStream(s, http2.ErrCodeCancel, net.ErrClosed)
-	default:
+	if !unread {
 		s.CloseWrite()
-		if !eof {
-			t := time.AfterFunc(lingerTimeout, func() {
-				c.resetStream(s, http2.ErrCodeCancel, net.ErrClosed)
-			})
-			s.mu.Lock()
-			s.linger = t
-			s.mu.Unlock()
-		}
-		s.maybeFinish()
 	}
+	var n int64
+	if unread {
+		n = 1
+	}
+	s.c.post(request{kind: reqClose, s: s, n: n})
 	return nil
 }
 
-// lingerTimeout is how long a closed stream waits for the peer's END_STREAM.
-const lingerTimeout = 30 * time.Second
+// markClosed marks the stream closed for its user and wakes whatever
+// waits on it; it reports false if it was already closed.
+func (s *Stream) markClosed() bool {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	s.closed = true
+	src := s.src
+	s.mu.Unlock()
+	s.notifyRead()
+	s.wakeSend()
+	if src != nil {
+		src.SetReadDeadline(aLongTimeAgo)
+	}
+	s.rdl.set(time.Time{})
+	s.wdl.set(time.Time{})
+	return true
+}
+
+// errAborted is why an aborted stream's own reads and writes fail.
+var errAborted = errors.New("tunnel: stream aborted")
+
+// Abort ends the stream at once, as a TCP reset ends a connection: the peer
+// gets RST_STREAM with CONNECT_ERROR (RFC 9113 §8.5: the connection the
+// stream carries was reset or failed), nothing queued for the stream is
+// sent, and the stream is closed here. A proxy calls it when its side of a
+// tunnel ends in an error, so the error reaches the other end as one and a
+// truncated transfer is never taken for a complete one.
+func (s *Stream) Abort() error {
+	s.smu.Lock()
+	s.sendClosed = true
+	s.smu.Unlock()
+	s.reset.Store(true)
+	s.mu.Lock()
+	if s.rerr == nil {
+		s.rerr = errAborted
+	}
+	s.mu.Unlock()
+	s.markClosed()
+	s.c.post(request{kind: reqReset, s: s, code: http2.ErrCodeConnect, err: errAborted})
+	return nil
+}
 
 // Accept answers a CONNECT request with 200: the stream becomes a byte pipe.
 func (s *Stream) Accept() error {
@@ -831,12 +860,10 @@ func (s *Stream) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
-// SetWriteDeadline sets the write deadline and wakes blocked writers.
+// SetWriteDeadline sets the write deadline and wakes a blocked writer.
 func (s *Stream) SetWriteDeadline(t time.Time) error {
 	s.wdl.set(t)
-	s.c.mu.Lock()
-	s.c.broadcastSendLocked()
-	s.c.mu.Unlock()
+	s.wakeSend()
 	return nil
 }
 

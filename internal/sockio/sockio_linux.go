@@ -1,6 +1,9 @@
-package tunnel
+//go:build linux && !fluidity_portable
+
+package sockio
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -10,12 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// idleReader returns an idleRead for the TCP source r, reading into the
-// buffer from offset off. When the socket has nothing the buffer goes back
-// (put) before the goroutine parks, so an idle source pins no buffer, and
-// no extra system call is spent on waiting. It returns nil for other
-// sources.
-func idleReader(r io.Reader, off int) idleRead {
+const fast = true
+
+// IdleReader returns an IdleRead for the TCP source r, reading into each
+// buffer from offset off, or nil if r is not a TCP connection.
+func IdleReader(r io.Reader, off int) IdleRead {
 	tc, rc := tcpRawConn(r)
 	if rc == nil {
 		return nil
@@ -65,36 +67,23 @@ func idleReader(r io.Reader, off int) idleRead {
 	}
 }
 
-// sinkOf returns the raw connection of a TCP destination, for the read
-// loop's non-blocking writes (see Stream.deliver), or nil.
-func sinkOf(w io.Writer) syscall.RawConn {
+type rawSink struct{ rc syscall.RawConn }
+
+// SinkOf returns the TCP destination w as a Sink, or nil if it is not one.
+func SinkOf(w io.Writer) Sink {
 	_, rc := tcpRawConn(w)
-	return rc
+	if rc == nil {
+		return nil
+	}
+	return rawSink{rc}
 }
 
-// tcpRawConn returns x as a TCP connection and its raw connection, or nils
-// if it is something else.
-func tcpRawConn(x any) (*net.TCPConn, syscall.RawConn) {
-	tc, ok := x.(*net.TCPConn)
-	if !ok {
-		return nil, nil
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return nil, nil
-	}
-	return tc, rc
-}
-
-// tryWrite writes as much of p to rc as the socket takes now, without ever
-// waiting: it returns the count written, and an error only for a failure
-// other than a full socket buffer.
-func tryWrite(rc syscall.RawConn, p []byte) (int, error) {
+func (s rawSink) TryWrite(p []byte) (int, error) {
 	var (
 		n    int
 		werr error
 	)
-	err := rc.Write(func(fd uintptr) bool {
+	err := s.rc.Write(func(fd uintptr) bool {
 		for {
 			n, werr = writeNonBlocking(fd, p)
 			if werr != unix.EINTR {
@@ -115,11 +104,10 @@ func tryWrite(rc syscall.RawConn, p []byte) (int, error) {
 	return n, werr
 }
 
-// writerOf returns a function that writes all of p to the TCP connection w,
+// WriterOf returns a function that writes all of p to the TCP connection w,
 // waiting for room as net.Conn.Write does (and honouring its deadline), but
-// with raw system calls (see writeNonBlocking). It returns nil for other
-// connections.
-func writerOf(w io.Writer) func(p []byte) (int, error) {
+// with raw system calls. It returns nil for other connections.
+func WriterOf(w io.Writer) func(p []byte) (int, error) {
 	tc, rc := tcpRawConn(w)
 	if rc == nil {
 		return nil
@@ -150,6 +138,46 @@ func writerOf(w io.Writer) func(p []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// PeekByte returns the first byte a TCP connection holds without consuming
+// it, honouring the connection's read deadline. ok is false when nc is not
+// a TCP connection: the caller must then read the byte itself.
+func PeekByte(nc net.Conn) (b byte, ok bool, err error) {
+	tc, rc := tcpRawConn(nc)
+	if tc == nil {
+		return 0, false, nil
+	}
+	var buf [1]byte
+	var n int
+	var perr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, perr = unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK)
+		return !errors.Is(perr, unix.EAGAIN)
+	})
+	switch {
+	case err != nil:
+		return 0, true, err
+	case perr != nil:
+		return 0, true, perr
+	case n == 0:
+		return 0, true, io.EOF
+	}
+	return buf[0], true, nil
+}
+
+// tcpRawConn returns x as a TCP connection and its raw connection, or nils
+// if it is something else.
+func tcpRawConn(x any) (*net.TCPConn, syscall.RawConn) {
+	tc, ok := x.(*net.TCPConn)
+	if !ok {
+		return nil, nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil, nil
+	}
+	return tc, rc
 }
 
 // readNonBlocking and writeNonBlocking are read(2) and write(2) on a
