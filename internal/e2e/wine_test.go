@@ -111,7 +111,9 @@ func TestWindowsAgentUnderWine(t *testing.T) {
 
 	// Killed, the agent cannot restore the setting; proxy off does.
 	agent.Kill()
-	out, err := env.Command(exe, "proxy", "off", "--state-dir", winPath(state)).CombinedOutput()
+	off := env.Command(exe, "proxy", "off", "--state-dir", winPath(state))
+	off.Env = env.Environ(proctest.Env()) // no FLUIDITY_* of the test's own
+	out, err := off.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "put back") {
 		t.Fatalf("fluidity.exe proxy off: %v\n%s", err, out)
 	}
