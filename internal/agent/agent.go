@@ -20,8 +20,10 @@ import (
 	"time"
 
 	"fluidity/internal/acceptloop"
+	"fluidity/internal/fastopen"
 	"fluidity/internal/httpproxy"
 	"fluidity/internal/lifecycle"
+	"fluidity/internal/route"
 	"fluidity/internal/socks5"
 	"fluidity/internal/tunnel"
 )
@@ -57,6 +59,24 @@ type Config struct {
 	// MaxConnections bounds the client connections open at once; more are
 	// closed as soon as they are accepted, with a log line. If zero, 4096.
 	MaxConnections int
+	// Direct, if set, names the targets that are dialed directly rather
+	// than through the exit (split routing). The same rules are served as a
+	// PAC file at /proxy.pac on the proxy port, so browsers that use it
+	// send those targets direct in the first place.
+	Direct *route.Rules
+	// DirectDial dials the targets Direct names. If nil, a net.Dialer is
+	// used.
+	DirectDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// DisableFastOpen turns fast open off: every CONNECT and SOCKS5
+	// request waits for the exit to reach its target before the client is
+	// answered, so a refusal reaches it as a status or reply code. With
+	// fast open (the default), tunnels to FastOpenPorts are answered at
+	// once and carry the client's first bytes with their request, a round
+	// trip to the exit sooner (see package fastopen).
+	DisableFastOpen bool
+	// FastOpenPorts are the target ports where clients speak first. If
+	// empty, fastopen.DefaultPorts (443).
+	FastOpenPorts []int
 	// IAM describes the IAM identity the agent proves, for Report ("" if
 	// none).
 	IAM string
@@ -162,8 +182,13 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.streams.open = make(map[*stream]struct{})
 	streamLog := cfg.Logger.With("identity", a.identity)
-	a.http = &httpproxy.Handler{Dial: a.Dial, Logger: streamLog, Hooks: httpproxy.Hooks{Ended: a.httpEnded}}
-	a.socks = &socks5.Server{Dial: a.Dial, Logger: streamLog, HandshakeTimeout: cfg.SOCKSTimeout,
+	var fast *fastopen.Dialer
+	if !cfg.DisableFastOpen {
+		fast = &fastopen.Dialer{Ports: cfg.FastOpenPorts, Dial: a.DialEarly,
+			Ready: func(addr string) bool { return client.Up() && !a.routedDirect(addr) }}
+	}
+	a.http = &httpproxy.Handler{Dial: a.dialRouted, FastOpen: fast, Logger: streamLog, Hooks: httpproxy.Hooks{Ended: a.httpEnded}}
+	a.socks = &socks5.Server{Dial: a.dialRouted, FastOpen: fast, Logger: streamLog, HandshakeTimeout: cfg.SOCKSTimeout,
 		Hooks: socks5.Hooks{Ended: a.socksEnded}}
 	return a, nil
 }
@@ -307,6 +332,9 @@ func (a *Agent) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	a.busy.Add(1)
 	defer a.busy.Add(-1)
 	defer a.releaseIfHijacked(r)
+	if a.servePAC(w, r) {
+		return
+	}
 	if r.Method != http.MethodConnect && r.Body != nil && r.Body != http.NoBody {
 		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: a.cfg.IdleTimeout}
 	}

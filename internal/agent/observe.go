@@ -33,12 +33,35 @@ func (a *Agent) Dial(ctx context.Context, network, addr string) (net.Conn, error
 	if !ok {
 		return c, nil
 	}
-	if id := st.ResponseHeader().Get(tunnel.IdentityHeader); id != "" && id != a.exitIdentity() {
-		a.verified.Store(&id)
-	}
+	a.noteIdentity(st.ResponseHeader())
 	s := &stream{Stream: st, set: &a.streams}
 	a.streams.add(s)
 	return s, nil
+}
+
+// DialEarly opens a stream through the tunnel optimistically, carrying
+// first (see tunnel.Client.DialEarly), counted as Dial's streams are. Its
+// setup time is not observed: the exit has not answered yet.
+func (a *Agent) DialEarly(ctx context.Context, network, addr string, first []byte) (net.Conn, error) {
+	c, err := a.client.DialEarly(ctx, network, addr, first)
+	if err != nil {
+		return nil, err
+	}
+	st, ok := c.(*tunnel.Stream)
+	if !ok {
+		return c, nil
+	}
+	s := &stream{Stream: st, set: &a.streams, agent: a}
+	a.streams.add(s)
+	return s, nil
+}
+
+// noteIdentity records the identity the exit says it verified, from the
+// header of its answer to a stream.
+func (a *Agent) noteIdentity(h http.Header) {
+	if id := h.Get(tunnel.IdentityHeader); id != "" && id != a.exitIdentity() {
+		a.verified.Store(&id)
+	}
 }
 
 // stream is a tunnel stream counted in a streamSet until it is closed. It
@@ -46,21 +69,33 @@ func (a *Agent) Dial(ctx context.Context, network, addr string) (net.Conn, error
 // relaying through it costs nothing per byte.
 type stream struct {
 	*tunnel.Stream
-	set  *streamSet
-	once sync.Once
+	set *streamSet
+	// agent is set on a stream opened early, whose answer (and the
+	// identity the exit verified) is read when it ends.
+	agent *Agent
+	once  sync.Once
 }
 
 func (s *stream) Close() error {
 	err := s.Stream.Close()
-	s.once.Do(func() { s.set.remove(s) })
+	s.once.Do(s.ended)
 	return err
 }
 
 // Abort resets the stream (see tunnel.Stream.Abort) and stops counting it.
 func (s *stream) Abort() error {
 	err := s.Stream.Abort()
-	s.once.Do(func() { s.set.remove(s) })
+	s.once.Do(s.ended)
 	return err
+}
+
+func (s *stream) ended() {
+	s.set.remove(s)
+	if s.agent != nil {
+		if status, h, ok := s.Answer(); ok && status/100 == 2 {
+			s.agent.noteIdentity(h)
+		}
+	}
 }
 
 // streamSet counts the agent's tunnel streams and the bytes they carried.
@@ -210,11 +245,16 @@ func (a *Agent) socksEnded(s socks5.Session) string {
 // resultReason maps how a client request ended to a metrics.Reason value.
 func resultReason(err error, badRequest, connected, canceled bool) string {
 	var ne net.Error
+	var de *tunnel.DialError
 	switch {
 	case err == nil && !canceled:
 		return metrics.ReasonOK
 	case badRequest:
 		return metrics.ReasonBadRequest
+	case errors.As(err, &de) && !errors.Is(err, tunnel.ErrLinkDown):
+		// The exit refused the stream: before the client was answered, or,
+		// with fast open, after.
+		return dialReason(de)
 	case connected && errors.As(err, &ne) && ne.Timeout():
 		return metrics.ReasonTimeout
 	case connected:
@@ -224,20 +264,22 @@ func resultReason(err error, badRequest, connected, canceled bool) string {
 	case errors.Is(err, tunnel.ErrLinkDown), errors.Is(err, tunnel.ErrLinkClosed), errors.Is(err, tunnel.ErrGoAway):
 		return metrics.ReasonLinkDown
 	}
-	var de *tunnel.DialError
-	if errors.As(err, &de) {
-		switch {
-		case de.Status == http.StatusBadRequest:
-			return metrics.ReasonBadRequest
-		case de.Status == http.StatusUnauthorized, de.Status == http.StatusProxyAuthRequired, de.Status == http.StatusTooManyRequests:
-			return metrics.ReasonAuthFailed
-		case de.Status == http.StatusForbidden:
-			return metrics.ReasonPolicy
-		case de.Type == "connection_refused":
-			return metrics.ReasonRefused
-		case de.Status == http.StatusGatewayTimeout:
-			return metrics.ReasonTimeout
-		}
+	return metrics.ReasonDialFailed
+}
+
+// dialReason maps the exit's refusal of a stream to a metrics.Reason value.
+func dialReason(de *tunnel.DialError) string {
+	switch {
+	case de.Status == http.StatusBadRequest:
+		return metrics.ReasonBadRequest
+	case de.Status == http.StatusUnauthorized, de.Status == http.StatusProxyAuthRequired, de.Status == http.StatusTooManyRequests:
+		return metrics.ReasonAuthFailed
+	case de.Status == http.StatusForbidden:
+		return metrics.ReasonPolicy
+	case de.Type == "connection_refused":
+		return metrics.ReasonRefused
+	case de.Status == http.StatusGatewayTimeout:
+		return metrics.ReasonTimeout
 	}
 	return metrics.ReasonDialFailed
 }

@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -34,7 +35,21 @@ import (
 // AWS_PROFILE or the default profile). Its error names the profile and the
 // fix.
 func Load(ctx context.Context, profile string) (aws.Config, error) {
-	var opts []func(*config.LoadOptions) error
+	return load(ctx, profile)
+}
+
+// LoadVia is Load with every connection the SDK makes (credentials, SSO,
+// STS, the services) dialed by dial, such as an upstream proxy's dialer;
+// the environment's proxy settings are then dial's to apply, not the SDK's.
+func LoadVia(ctx context.Context, profile string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (aws.Config, error) {
+	client := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.Proxy = nil
+		tr.DialContext = dial
+	})
+	return load(ctx, profile, config.WithHTTPClient(client))
+}
+
+func load(ctx context.Context, profile string, opts ...func(*config.LoadOptions) error) (aws.Config, error) {
 	if profile != "" {
 		opts = append(opts, config.WithSharedConfigProfile(profile))
 	}

@@ -313,6 +313,26 @@ func TestSmoke(t *testing.T) {
 	if os.Getenv("BENCH_SMOKE") == "" {
 		t.Skip("set BENCH_SMOKE=1 to start the processes of the benchmarks with tiny sizes")
 	}
+	t.Run("WAN: first byte through every path", func(t *testing.T) {
+		f := runWANFirstByte(t, 20*time.Millisecond, wanTiny)
+		for _, name := range []string{"rtts-direct", "rtts-connect", "rtts-socks", "rtts-connect-nofast"} {
+			if f.v[name] < 1 {
+				t.Errorf("%s: %.2f round trips, fewer than the one any new connection needs", name, f.v[name])
+			}
+		}
+		t.Logf("%v", f.v)
+	})
+	t.Run("WAN: page load through every path", func(t *testing.T) {
+		f := runWANPageLoad(t, 20*time.Millisecond, wanTiny)
+		t.Logf("%v", f.v)
+	})
+	t.Run("WAN: bulk through every path", func(t *testing.T) {
+		f := runWANBulk(t, 20*time.Millisecond, 50, wanTiny)
+		if f.v["of-limit"] > 1.05 || f.v["of-limit-direct"] > 1.05 {
+			t.Errorf("faster than the path's limit: tunnel %.2f, direct %.2f of it", f.v["of-limit"], f.v["of-limit-direct"])
+		}
+		t.Logf("%v", f.v)
+	})
 	t.Run("bulk moves every byte", func(t *testing.T) {
 		f := runBulk(t, tiny)
 		if want := int64(tiny.bulkRounds) * tiny.bulkBytes; f.tunnelBytes != want {

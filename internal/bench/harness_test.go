@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,6 +235,7 @@ type originAddrs struct {
 	Source string `json:"source"`
 	TLS    string `json:"tls"`
 	Hold   string `json:"hold"`
+	HTTPS  string `json:"https"`
 }
 
 type bulkResult struct {
@@ -264,6 +266,12 @@ type stackOptions struct {
 	exitArgs  []string // extra flags of the exit
 	agentArgs []string // extra flags of the agent
 	agentEnv  []string // the agent's environment, if not cleanEnv()
+	// relay, if set, is given the exit's address and returns the address
+	// the agent is to reach it at (an emulated path in front of it).
+	relay func(exit string) string
+	// originArgs, if set, gives more flags of the agent, which may name
+	// the origin's ports.
+	originArgs func(originAddrs) []string
 }
 
 // newStack starts an origin, a fluidity server and a fluidity agent, and
@@ -284,14 +292,22 @@ func newStackWith(tb testing.TB, opts stackOptions) *stack {
 		"--log-level", "warn", "--shutdown-timeout", "1s"}, opts.exitArgs...)...)
 	waitListening(tb, s.exit, exitAddr)
 
+	linkAddr := exitAddr
+	if opts.relay != nil {
+		linkAddr = opts.relay(exitAddr)
+	}
 	s.agentAddr = freeAddr(tb)
 	env := opts.agentEnv
 	if env == nil {
 		env = cleanEnv()
 	}
+	agentArgs := opts.agentArgs
+	if opts.originArgs != nil {
+		agentArgs = append(slices.Clone(agentArgs), opts.originArgs(s.origin)...)
+	}
 	s.agent = startProcEnv(tb, "fluidity agent", env, false, fluidity, append([]string{"agent",
-		"--listen", s.agentAddr, "--server", exitAddr, "--certs", certsDir(),
-		"--log-level", "warn", "--shutdown-timeout", "1s"}, opts.agentArgs...)...)
+		"--listen", s.agentAddr, "--server", linkAddr, "--certs", certsDir(),
+		"--log-level", "warn", "--shutdown-timeout", "1s"}, agentArgs...)...)
 	waitListening(tb, s.agent, s.agentAddr)
 	s.warmUp(tb)
 	return s

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,8 +17,10 @@ import (
 	"fluidity/internal/lifecycle"
 	"fluidity/internal/metrics"
 	"fluidity/internal/pki"
+	"fluidity/internal/route"
 	"fluidity/internal/sysproxy"
 	"fluidity/internal/tunnel"
+	"fluidity/internal/upstream"
 )
 
 type agentConfig struct {
@@ -25,7 +28,7 @@ type agentConfig struct {
 	AllowNonLoopback bool             `yaml:"allow_non_loopback" help:"permit a non-loopback --listen address, for the clients in --allow-clients only"`
 	AllowClients     []string         `yaml:"allow_clients" help:"with --allow-non-loopback: client addresses or CIDRs served (example: 172.16.0.0/12 for WSL); loopback always is"`
 	SystemProxy      bool             `yaml:"system_proxy" help:"point this user's system proxy at the agent while it runs, and put the previous setting back on exit"`
-	SystemProxyPAC   string           `yaml:"system_proxy_pac" help:"with --system-proxy: point the system proxy at this PAC URL instead of the agent's address"`
+	SystemProxyPAC   string           `yaml:"system_proxy_pac" help:"with --system-proxy: point the system proxy at this PAC URL (default: the agent's own PAC file when --direct is set, else the agent's address)"`
 	Lifecycle        string           `yaml:"lifecycle" help:"where the exit comes from: static (--server, always running) or aws (a task of your own, woken on demand through --control-url)"`
 	Server           string           `yaml:"server" help:"exit server address, HOST:PORT (lifecycle static)"`
 	ControlURL       string           `yaml:"control_url" help:"the control plane's function URL (lifecycle aws; printed by 'fluidity aws deploy'); requests are signed with your AWS credentials (--aws-profile)"`
@@ -46,12 +49,19 @@ type agentConfig struct {
 	IdleTimeout      time.Duration    `yaml:"idle_timeout" help:"idle keep-alive client connections, and request bodies that send nothing, are cut off after this"`
 	ShutdownTimeout  time.Duration    `yaml:"shutdown_timeout" help:"how long open connections may finish on shutdown"`
 	MaxConnections   int              `yaml:"max_connections" help:"client connections open at once; more are closed at once, with a log line"`
+	FastOpen         bool             `yaml:"fast_open" help:"answer CONNECT and SOCKS5 requests to fast_open_ports at once and send the client's first bytes with the request to the exit, a round trip sooner; a refused target then closes the client's connection (the log says why)"`
+	FastOpenPorts    []string         `yaml:"fast_open_ports" help:"target ports where clients speak first, for fast_open"`
 	Admin            string           `yaml:"admin" help:"admin listener for metrics, health checks and 'fluidity status' (empty: off)"`
 	AdminPprof       bool             `yaml:"admin_pprof" help:"serve Go profiling (net/http/pprof) under /debug/pprof/ on the admin listener"`
 	AdminNonLoopback bool             `yaml:"admin_allow_non_loopback" help:"permit a non-loopback --admin address (its endpoints have no authentication)"`
 	Procs            int              `yaml:"procs" help:"threads running Go code at once (GOMAXPROCS; 0: one per CPU); a GOMAXPROCS environment variable takes precedence"`
 	IAM              agentIAMConfig   `yaml:"iam"`
 	Log              serviceLogConfig `yaml:"log"`
+	Network          NetworkConfig    `yaml:",inline"`
+
+	// environ is the environment the command was given, where the upstream
+	// proxy's HTTPS_PROXY and NO_PROXY are read; nil means the process's.
+	environ []string
 }
 
 func defaultAgentConfig() agentConfig {
@@ -68,10 +78,13 @@ func defaultAgentConfig() agentConfig {
 		IdleTimeout:     2 * time.Minute,
 		ShutdownTimeout: 10 * time.Second,
 		MaxConnections:  4096,
+		FastOpen:        true,
+		FastOpenPorts:   []string{"443"},
 		Admin:           defaultAgentAdmin,
 		IAM:             defaultAgentIAM(),
 		Procs:           defaultProcs,
 		Log:             defaultServiceLog(),
+		Network:         defaultNetworkConfig(),
 	}
 }
 
@@ -81,6 +94,12 @@ func (c *agentConfig) stateDir() string {
 		return defaultStateDir()
 	}
 	return c.StateDir
+}
+
+// upstreamDialer is how the agent reaches the exit and the control plane:
+// through the upstream proxy, if one is configured or in the environment.
+func (c *agentConfig) upstreamDialer() (*upstream.Dialer, error) {
+	return c.Network.dialer(c.environ)
 }
 
 func (c *agentConfig) files() tlsFiles { return tlsFiles{c.Certs, c.Cert, c.Key, c.CA} }
@@ -114,7 +133,13 @@ func (c *agentConfig) Validate() error {
 	if c.MaxConnections < 1 {
 		return errors.New("max_connections: must be at least 1 (default 4096)")
 	}
+	if _, err := c.fastOpenPorts(); err != nil {
+		return err
+	}
 	if err := validateAdmin(c.Admin); err != nil {
+		return err
+	}
+	if err := c.Network.validate(); err != nil {
 		return err
 	}
 	if err := c.IAM.validate(); err != nil {
@@ -149,8 +174,9 @@ func (c *agentConfig) validateListen() error {
 }
 
 // systemProxySetting is what --system-proxy points the system at: the PAC
-// URL, or the agent's address (on loopback when it listens on every
-// address).
+// URL given; with split routing (direct), the PAC file the agent serves, so
+// programs send those targets direct in the first place; else the agent's
+// address (on loopback when it listens on every address).
 func (c *agentConfig) systemProxySetting() sysproxy.Setting {
 	if c.SystemProxyPAC != "" {
 		return sysproxy.Setting{PACURL: c.SystemProxyPAC}
@@ -159,7 +185,24 @@ func (c *agentConfig) systemProxySetting() sysproxy.Setting {
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	return sysproxy.Setting{Server: net.JoinHostPort(host, port)}
+	addr := net.JoinHostPort(host, port)
+	if len(c.Network.Direct) > 0 {
+		return sysproxy.Setting{PACURL: "http://" + addr + agent.PACPath}
+	}
+	return sysproxy.Setting{Server: addr}
+}
+
+// fastOpenPorts parses fast_open_ports.
+func (c *agentConfig) fastOpenPorts() ([]int, error) {
+	var ports []int
+	for _, p := range c.FastOpenPorts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("fast_open_ports: %q is not a port from 1 to 65535 (example: 443,993)", p)
+		}
+		ports = append(ports, n)
+	}
+	return ports, nil
 }
 
 // Lifecycles: where an agent's exit comes from.
@@ -203,6 +246,7 @@ IAM identity, for exits that check it (see 'fluidity token').`)
 	if _, err := parse(env, fs, &cfg, args); err != nil {
 		return err
 	}
+	cfg.environ = env.Environ
 	log, flushLog := cfg.Log.logger(env.Stderr)
 	defer flushLog()
 	applyProcs(env, cfg.Procs, log)
@@ -274,17 +318,32 @@ func newAgent(ctx context.Context, cfg agentConfig, exit *onDemand, log *slog.Lo
 	if err != nil {
 		return nil, closeIAM, err
 	}
+	dialer, err := cfg.upstreamDialer()
+	if err != nil {
+		return nil, closeIAM, err
+	}
+	direct, err := route.Parse(cfg.Network.Direct)
+	if err != nil {
+		return nil, closeIAM, err
+	}
 	tcfg := tunnel.ClientConfig{
-		Conn:        tunnel.Config{PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout},
-		DialTimeout: cfg.DialTimeout,
-		WaitTimeout: cfg.LinkWait,
+		Conn:             tunnel.Config{PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout},
+		DialTimeout:      cfg.DialTimeout,
+		WaitTimeout:      cfg.LinkWait,
+		NetDial:          dialer.DialContext,
+		ExplainHandshake: explainHandshake(ca),
+	}
+	if cfg.Server != "" {
+		if r, err := dialer.Route(cfg.Server); err == nil && r != "direct" {
+			log.Info("reaching the exit "+r, "exit", cfg.Server)
+		}
 	}
 	if exit != nil {
 		// A connection that wakes the exit waits for the whole wake.
 		tcfg.WaitTimeout = max(cfg.LinkWait, cfg.WakeTimeout+cfg.DialTimeout)
 	}
 	var iam string
-	if src := agentTokens(ctx, cfg.IAM, log); src != nil {
+	if src := agentTokens(ctx, cfg.IAM, dialer, log); src != nil {
 		tcfg.Header = bearerHeader(src)
 		closeIAM = func() { src.Close() }
 		iam = cfg.IAM.describe()
@@ -294,6 +353,7 @@ func newAgent(ctx context.Context, cfg agentConfig, exit *onDemand, log *slog.Lo
 	if exit != nil {
 		lc = exit.Exit
 	}
+	fastPorts, _ := cfg.fastOpenPorts() // checked by Validate
 	a, err = agent.New(agent.Config{
 		Exit:            cfg.Server,
 		Lifecycle:       lc,
@@ -305,7 +365,10 @@ func newAgent(ctx context.Context, cfg agentConfig, exit *onDemand, log *slog.Lo
 		SOCKSTimeout:    cfg.HeaderTimeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		MaxConnections:  cfg.MaxConnections,
+		DisableFastOpen: !cfg.FastOpen,
+		FastOpenPorts:   fastPorts,
 		IAM:             iam,
+		Direct:          direct,
 		Observer:        m,
 		Logger:          log,
 	})

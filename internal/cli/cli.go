@@ -42,6 +42,7 @@ func commands() []command {
 		{"agent", "run the local proxy, connected to an exit server", runAgent},
 		{"server", "run the exit server", runServer},
 		{"status", "ask the running agent how its link is", runStatus},
+		{"doctor", "check step by step what stands between this machine and a working tunnel", runDoctor},
 		{"wake", "wake your exit on AWS and wait until it is ready", runWake},
 		{"stop", "stop your exit on AWS", runStop},
 		{"certs", "create a private CA and certificates, revoke them (certs init, certs issue-client, certs revoke, certs push)", runCerts},

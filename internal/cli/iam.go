@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"time"
 
+	"fluidity/internal/awsconfig"
 	"fluidity/internal/iamauth"
 	"fluidity/internal/iamtoken"
+	"fluidity/internal/upstream"
 )
 
 // defaultIAMServerID is the server ID agents and exits use unless told
@@ -142,21 +144,31 @@ func (c *agentIAMConfig) validate() error {
 // network).
 const sourceTimeout = 20 * time.Second
 
-func (c *agentIAMConfig) source(ctx context.Context) (*iamtoken.Source, error) {
+func (c *agentIAMConfig) source(ctx context.Context, d *upstream.Dialer) (*iamtoken.Source, error) {
 	ctx, cancel := context.WithTimeout(ctx, sourceTimeout)
 	defer cancel()
-	return iamtoken.New(ctx, iamtoken.Config{Region: c.Region, Profile: c.Profile, ServerID: c.ServerID})
+	tc := iamtoken.Config{Region: c.Region, Profile: c.Profile, ServerID: c.ServerID}
+	if d != nil {
+		// Credential providers that call out (SSO, STS) go the way the
+		// link to the exit goes.
+		awsCfg, err := awsconfig.LoadVia(ctx, c.Profile, d.DialContext)
+		if err != nil {
+			return nil, fmt.Errorf("iam: %w", err)
+		}
+		tc.AWS = &awsCfg
+	}
+	return iamtoken.New(ctx, tc)
 }
 
 // agentTokens starts the agent's token source when IAM is on. When the
 // credentials cannot be used it logs why and the fix, and returns nil: the
 // agent then serves without tokens, which an exit that does not require
 // them still accepts, and one that does answers with a 407 the client sees.
-func agentTokens(ctx context.Context, c agentIAMConfig, log *slog.Logger) *iamtoken.Source {
+func agentTokens(ctx context.Context, c agentIAMConfig, d *upstream.Dialer, log *slog.Logger) *iamtoken.Source {
 	if !c.Enabled {
 		return nil
 	}
-	src, err := c.source(ctx)
+	src, err := c.source(ctx, d)
 	if err != nil {
 		log.Error("IAM identity unavailable: streams go without an IAM token until the agent is restarted with usable credentials", "err", err)
 		return nil
@@ -212,7 +224,7 @@ can send it to an exit straight:
 		return err
 	}
 	ac := agentIAMConfig{Enabled: true, Profile: cfg.IAM.Profile, Region: cfg.IAM.Region, ServerID: cfg.IAM.ServerID}
-	src, err := ac.source(ctx)
+	src, err := ac.source(ctx, nil)
 	if err != nil {
 		return err
 	}

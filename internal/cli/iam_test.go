@@ -51,7 +51,7 @@ func newFakeSTS(t *testing.T) *awsfake.STS {
 func token(t *testing.T, key, secret, serverID string) string {
 	t.Helper()
 	isolateAWS(t, "AWS_ACCESS_KEY_ID="+key, "AWS_SECRET_ACCESS_KEY="+secret, "AWS_REGION=us-east-1")
-	src := agentTokens(context.Background(), agentIAMConfig{Enabled: true, ServerID: serverID}, slog.New(slog.DiscardHandler))
+	src := agentTokens(context.Background(), agentIAMConfig{Enabled: true, ServerID: serverID}, nil, slog.New(slog.DiscardHandler))
 	if src == nil {
 		t.Fatal("no token source from static credentials")
 	}

@@ -140,3 +140,21 @@ func TestServiceInstallChecksTheAgentFlagsAndRecordsThem(t *testing.T) {
 		t.Errorf("service status does not say where the log is:\n%s", stdout)
 	}
 }
+
+func TestSystemProxyPointsAtThePACFileWithSplitRouting(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  agentConfig
+		want sysproxy.Setting
+	}{
+		{agentConfig{Listen: "127.0.0.1:8080"}, sysproxy.Setting{Server: "127.0.0.1:8080"}},
+		{agentConfig{Listen: "0.0.0.0:9000"}, sysproxy.Setting{Server: "127.0.0.1:9000"}},
+		{agentConfig{Listen: "127.0.0.1:8080", Network: NetworkConfig{Direct: []string{".corp.example"}}},
+			sysproxy.Setting{PACURL: "http://127.0.0.1:8080/proxy.pac"}},
+		{agentConfig{Listen: "127.0.0.1:8080", SystemProxyPAC: "http://pac.example/x.pac", Network: NetworkConfig{Direct: []string{"10.0.0.0/8"}}},
+			sysproxy.Setting{PACURL: "http://pac.example/x.pac"}},
+	} {
+		if got := tc.cfg.systemProxySetting(); got != tc.want {
+			t.Errorf("listen %s, direct %q, pac %q: system proxy %+v, want %+v", tc.cfg.Listen, tc.cfg.Network.Direct, tc.cfg.SystemProxyPAC, got, tc.want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"fluidity/internal/awsconfig"
 	"fluidity/internal/controlapi"
 	"fluidity/internal/lifecycle"
 )
@@ -51,7 +52,22 @@ func newLifecycle(ctx context.Context, cfg agentConfig, log *slog.Logger) (*onDe
 func controlBackend(ctx context.Context, cfg agentConfig) (*lifecycle.AWS, error) {
 	ctx, cancel := context.WithTimeout(ctx, sourceTimeout)
 	defer cancel()
-	return lifecycle.NewAWS(ctx, lifecycle.AWSConfig{URL: cfg.ControlURL, Region: cfg.IAM.Region, Profile: cfg.IAM.Profile})
+	d, err := cfg.upstreamDialer()
+	if err != nil {
+		return nil, err
+	}
+	// The function URL, and the credential providers that call out, are
+	// reached the way the exit is: through the upstream proxy, if any.
+	awsCfg, err := awsconfig.LoadVia(ctx, cfg.IAM.Profile, d.DialContext)
+	if err != nil {
+		return nil, err
+	}
+	region := cfg.IAM.Region
+	if region == "" && lifecycle.URLRegion(cfg.ControlURL) == "" {
+		region = awsCfg.Region
+	}
+	return lifecycle.NewAWS(ctx, lifecycle.AWSConfig{URL: cfg.ControlURL, Region: region, Profile: cfg.IAM.Profile,
+		Credentials: awsCfg.Credentials, Client: httpClient(d)})
 }
 
 // Close records the hours so far and, with stop, stops the exit.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"fluidity/internal/fastopen"
 	"fluidity/internal/relay"
 )
 
@@ -102,6 +103,10 @@ func (h *Handler) connect(r *http.Request, resp responder) {
 	defer h.active.Done()
 	ctx, cancel := h.requestContext(r)
 	defer cancel()
+	if h.FastOpen.Applies(target) {
+		h.connectFast(ctx, target, resp, x)
+		return
+	}
 
 	up, err := h.dial(ctx, "tcp", target)
 	if err != nil {
@@ -150,6 +155,63 @@ func (h *Handler) connect(r *http.Request, resp responder) {
 	if res.Err != nil {
 		if h.isClosed() {
 			x.fail(errClosed)
+		}
+		x.fail(res.Err)
+	}
+}
+
+// connectFast serves a CONNECT optimistically: the client is answered at
+// once and its first bytes go with the request for the tunnel. A refusal
+// arrives as the tunnel's first read error: the relay then resets the
+// client's connection, and the exchange records the refusal as its error.
+func (h *Handler) connectFast(ctx context.Context, target string, resp responder, x *exchange) {
+	client, early, err := resp.takeOver()
+	if err != nil {
+		x.setStatus(http.StatusInternalServerError)
+		x.fail(fmt.Errorf("take over client connection: %w", err))
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { client.Close() })
+	defer stop()
+	x.setStatus(http.StatusOK)
+	if _, err := io.WriteString(client, connectEstablished); err != nil {
+		client.Close()
+		x.fail(fmt.Errorf("write to client: %w", err))
+		return
+	}
+	first, err := fastopen.ReadFirst(client, early)
+	if err != nil {
+		client.Close()
+		x.fail(fmt.Errorf("read from client: %w", err))
+		return
+	}
+	up, err := h.FastOpen.Dial(ctx, "tcp", target, first)
+	if err != nil {
+		if h.isClosed() {
+			err = errClosed
+		}
+		relay.Abort(client)
+		x.fail(err)
+		return
+	}
+	x.up.Add(int64(len(first)))
+	stopUp := context.AfterFunc(ctx, func() { up.Close() })
+	defer stopUp()
+	x.markConnected()
+	res := relay.Pipe(client, up)
+	x.up.Add(res.AToB)
+	x.down.Add(res.BToA)
+	if res.Err != nil {
+		if h.isClosed() {
+			x.fail(errClosed)
+		}
+		// A refusal is why the tunnel failed, whatever the other direction
+		// saw when it was aborted.
+		var refusal statusCoder
+		if errors.As(res.Err, &refusal) {
+			if err, ok := refusal.(error); ok {
+				x.fail(err)
+			}
 		}
 		x.fail(res.Err)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"fluidity/internal/fastopen"
 )
 
 // Upstream keep-alive limits. Every idle upstream connection is an open
@@ -33,6 +35,12 @@ type Handler struct {
 	// documentation). If nil, every request is answered 503: the handler
 	// never falls back to dialing directly.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// FastOpen, if set, opens CONNECT tunnels to the ports it names
+	// optimistically (see package fastopen): the client gets its 200 at
+	// once, and a refused target reaches it as a reset connection, with
+	// the reason in the log line. Forwarded requests never use it.
+	FastOpen *fastopen.Dialer
 
 	// Logger receives one line per tunnel and per forwarded request. If
 	// nil, nothing is logged.

@@ -203,3 +203,12 @@ func clip(b []byte) string {
 	}
 	return s
 }
+
+// URLRegion returns the region in a function URL's host name, or "".
+func URLRegion(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return urlRegion(u.Hostname())
+}

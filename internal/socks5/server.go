@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"fluidity/internal/fastopen"
 	"fluidity/internal/relay"
 )
 
@@ -20,6 +21,12 @@ type Server struct {
 	// request is answered with GeneralFailure: there is no direct default,
 	// so a missing tunnel never turns into a direct connection.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// FastOpen, if set, opens tunnels to the ports it names optimistically
+	// (see package fastopen): the client's success reply goes at once,
+	// with BND.ADDR 0.0.0.0:0, and a refused target reaches it as a reset
+	// connection, with the reason in the log line.
+	FastOpen *fastopen.Dialer
 
 	// Logger receives one line per connection. If nil, nothing is logged.
 	Logger *slog.Logger
@@ -127,8 +134,30 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	// The dial may take long (an exit waking up); the client waits.
 	conn.SetDeadline(time.Time{})
 
-	dst, err := s.dial(ctx, target)
-	if err != nil {
+	var dst net.Conn
+	if s.FastOpen.Applies(target) {
+		conn.SetWriteDeadline(time.Now().Add(timeout))
+		if err = WriteReply(conn, Succeeded, netip.AddrPort{}); err != nil {
+			result = resultCanceled
+			return
+		}
+		conn.SetDeadline(time.Time{})
+		connected = true
+		var first []byte
+		if first, err = fastopen.ReadFirst(conn, nil); err != nil {
+			result = resultCanceled
+			return
+		}
+		if dst, err = s.FastOpen.Dial(ctx, "tcp", target, first); err != nil {
+			result = ReplyFor(err).String()
+			if ctx.Err() != nil {
+				result = resultCanceled
+			}
+			relay.Abort(conn)
+			return
+		}
+		up = int64(len(first))
+	} else if dst, err = s.dial(ctx, target); err != nil {
 		reply := ReplyFor(err)
 		result = reply.String()
 		if ctx.Err() != nil {
@@ -138,16 +167,18 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 		WriteReply(conn, reply, netip.AddrPort{})
 		return
 	}
-	conn.SetWriteDeadline(time.Now().Add(timeout))
-	if err = WriteReply(conn, Succeeded, boundAddr(dst)); err != nil {
-		// The client left before its reply: the target was reached, but
-		// the connection was never set up.
-		relay.Abort(dst)
-		result = resultCanceled
-		return
+	if !connected {
+		conn.SetWriteDeadline(time.Now().Add(timeout))
+		if err = WriteReply(conn, Succeeded, boundAddr(dst)); err != nil {
+			// The client left before its reply: the target was reached, but
+			// the connection was never set up.
+			relay.Abort(dst)
+			result = resultCanceled
+			return
+		}
+		conn.SetDeadline(time.Time{})
+		connected = true
 	}
-	conn.SetDeadline(time.Time{})
-	connected = true
 
 	// Cancelling ctx aborts the relay: both ends see a reset, and a copy
 	// that waits on the target wakes too.
@@ -157,10 +188,18 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 	})
 	defer stopRelay()
 	res := relay.Pipe(conn, dst)
-	up, down, err = res.AToB, res.BToA, res.Err
+	up, down, err = up+res.AToB, res.BToA, res.Err
+	var refusal statusCoder
 	switch {
 	case ctx.Err() != nil:
 		result = resultCanceled
+	case err != nil && errors.As(err, &refusal):
+		// A tunnel opened optimistically was refused: that is why it
+		// failed, whatever the other direction saw when it was aborted.
+		if rerr, ok := refusal.(error); ok {
+			err = rerr
+		}
+		result = ReplyFor(err).String()
 	case err != nil:
 		result = resultRelay
 	}

@@ -51,7 +51,12 @@ type ClientConfig struct {
 	// it (and the exit's shutdown) waiting.
 	OnDrain func()
 	// NetDial dials the TCP connection. If nil, a net.Dialer is used.
+	// The agent's goes through an upstream proxy where one is configured.
 	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// ExplainHandshake, if set, rewrites the error of a failed TLS
+	// handshake with the exit at addr before it is logged and reported:
+	// the agent names TLS interception there.
+	ExplainHandshake func(addr string, err error) error
 	// Logger receives link events. Nil discards them.
 	Logger *slog.Logger
 }
@@ -357,6 +362,9 @@ func (c *Client) connect(ctx context.Context, addr string) (*Conn, error) {
 	tc := tls.Client(NewBufferedConn(raw), c.cfg.TLS)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
+		if c.cfg.ExplainHandshake != nil {
+			err = c.cfg.ExplainHandshake(addr, err)
+		}
 		return nil, fmt.Errorf("dial exit %s: tls handshake: %w", addr, err)
 	}
 	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
@@ -481,6 +489,13 @@ func (c *Client) stop() {
 	c.since = time.Now()
 }
 
+// Up reports whether a link is up.
+func (c *Client) Up() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.link != nil
+}
+
 // Status reports the link's state.
 func (c *Client) Status() Status {
 	c.mu.Lock()
@@ -550,11 +565,23 @@ func (c *Client) currentLink(ctx context.Context) (*Conn, error) {
 	}
 }
 
+// DialEarly opens a tunnel stream to addr ("host:port") through the exit
+// carrying first, without waiting for the exit's answer (see
+// Conn.DialEarly): the exit's refusal fails the stream's first Read or
+// WriteTo with its *DialError. It waits for a link as Dial does.
+func (c *Client) DialEarly(ctx context.Context, network, addr string, first []byte) (net.Conn, error) {
+	return c.dial(ctx, network, addr, first, true)
+}
+
 // Dial opens a tunnel stream to addr ("host:port") through the exit. While
 // no link is up it waits up to WaitTimeout (or ctx), then fails with a 503
 // *DialError. A stream refused by the exit fails with its *DialError. The
 // network must be "tcp", "tcp4" or "tcp6".
 func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return c.dial(ctx, network, addr, nil, false)
+}
+
+func (c *Client) dial(ctx context.Context, network, addr string, first []byte, early bool) (net.Conn, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6":
 	default:
@@ -576,6 +603,10 @@ func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, erro
 			return nil, &DialError{Target: addr, Status: http.StatusServiceUnavailable, Type: "proxy_internal_error",
 				Details: details, Err: err}
 		}
+		// A link that has been silent for a ping interval may have died
+		// under us: find out now, so this stream waits for at most the
+		// PING's deadline and one reconnect.
+		link.probeIfSilent(c.cfg.Conn.PingInterval)
 		var hdr http.Header
 		if c.cfg.Header != nil {
 			if hdr, err = c.cfg.Header(ctx); err != nil {
@@ -583,7 +614,12 @@ func (c *Client) Dial(ctx context.Context, network, addr string) (net.Conn, erro
 					Details: "cannot build credentials for the exit: " + err.Error(), Err: err}
 			}
 		}
-		s, err := link.Dial(ctx, addr, hdr)
+		var s *Stream
+		if early {
+			s, err = link.DialEarly(ctx, addr, hdr, first)
+		} else {
+			s, err = link.Dial(ctx, addr, hdr)
+		}
 		if err == nil {
 			return s, nil
 		}

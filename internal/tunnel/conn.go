@@ -23,6 +23,12 @@ type Config struct {
 	// peer may send on one stream before the reader consumes it. It bounds
 	// the memory a stalled reader pins. If zero, 4 MiB is used.
 	StreamWindow int
+	// MaxStreamWindow, if above StreamWindow, lets a stream's receive
+	// window grow up to it while the window limits a fast reader on a
+	// long path (see growWindow): a reader that stalls after running fast
+	// then pins up to MaxStreamWindow, not StreamWindow. If zero, windows
+	// do not grow.
+	MaxStreamWindow int
 	// MaxFrameSize is the largest frame payload this side accepts and the
 	// largest DATA frame it sends (the peer's limit permitting). If zero,
 	// 1 MiB is used. It must be between 16 KiB and 16 MiB-1.
@@ -138,6 +144,7 @@ type Conn struct {
 	handlers sync.WaitGroup // server handlers; Serve waits for them
 
 	// Published by run for other goroutines.
+	heard         atomic.Int64  // unix nanos when a frame last arrived
 	rtt           atomic.Int64  // last measured PING round trip, ns
 	numStreams    atomic.Int64  // streams in the table
 	peerMaxFrame  atomic.Uint32 // the peer's SETTINGS_MAX_FRAME_SIZE, read by writers
@@ -192,6 +199,7 @@ type ownerState struct {
 	recvWindow      int64 // conn-level credit the peer has left
 	recvUnacked     int64 // conn-level bytes received, not yet given back
 	connWindow      int64 // the connection-level receive window this side keeps
+	grown           int64 // receive window growth of the open streams (see growWindow)
 	waiters         []*Stream
 	reclaimed       bool // budgets were reclaimed since the conn window last grew
 	cur             *Stream
@@ -273,6 +281,7 @@ func newConn(nc net.Conn, isServer bool, cfg Config) (*Conn, error) {
 		junk:            newTokenBucket(junkBurst, junkRate),
 		resets:          newTokenBucket(resetBurst, resetRate),
 	}
+	c.heard.Store(time.Now().UnixNano())
 	c.peerMaxFrame.Store(minFrameSize)
 	c.peerTableSize.Store(4096)
 	c.fr = http2.NewFramer(nil, nc)
@@ -382,6 +391,21 @@ func (c *Conn) Err() error {
 		return nil
 	}
 	return c.err
+}
+
+// probeIfSilent sends the keep-alive PING now, and starts its deadline,
+// if nothing has arrived from the peer for longer than d: a stream about
+// to be opened on a link that may have died under it (a laptop that woke
+// on another network) learns so within PingTimeout, not a PingInterval
+// later.
+func (c *Conn) probeIfSilent(d time.Duration) {
+	if c.cfg.PingInterval <= 0 || time.Since(time.Unix(0, c.heard.Load())) <= d {
+		return
+	}
+	select {
+	case c.req <- request{kind: reqProbe}:
+	default: // run is busy, so the link is not idle: no probe needed
+	}
 }
 
 // RTT is the round-trip time measured by the last PING, or 0.

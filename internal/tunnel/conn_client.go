@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -27,18 +28,8 @@ func (c *Conn) Dial(ctx context.Context, addr string, header http.Header) (*Stre
 	if c.isServer {
 		return nil, errors.New("tunnel: Dial on a server connection")
 	}
-	fields := []hpack.HeaderField{
-		{Name: ":method", Value: http.MethodConnect},
-		{Name: ":authority", Value: addr},
-	}
-	for k, vs := range header {
-		lk := strings.ToLower(k)
-		for _, v := range vs {
-			fields = append(fields, hpack.HeaderField{Name: lk, Value: v, Sensitive: lk == "proxy-authorization"})
-		}
-	}
 	s := newStream(c)
-	if !c.post(request{kind: reqOpen, s: s, fields: fields}) {
+	if !c.post(request{kind: reqOpen, s: s, fields: connectFields(addr, header)}) {
 		return nil, ErrLinkClosed
 	}
 	select {
@@ -63,6 +54,70 @@ func (c *Conn) Dial(ctx context.Context, addr string, header http.Header) (*Stre
 	}
 	s.Close()
 	return nil, de
+}
+
+// connectFields is the header block of a CONNECT request to addr.
+func connectFields(addr string, header http.Header) []hpack.HeaderField {
+	fields := []hpack.HeaderField{
+		{Name: ":method", Value: http.MethodConnect},
+		{Name: ":authority", Value: addr},
+	}
+	for k, vs := range header {
+		lk := strings.ToLower(k)
+		for _, v := range vs {
+			fields = append(fields, hpack.HeaderField{Name: lk, Value: v, Sensitive: lk == "proxy-authorization"})
+		}
+	}
+	return fields
+}
+
+// DialEarly opens a CONNECT stream to addr and sends first on it at once,
+// without waiting for the server's answer ("fast open"): the DATA frame
+// carrying first is queued right behind the stream's HEADERS, so both
+// leave in one write, as far as the peer's windows allow (the rest is
+// written before DialEarly returns, as Write would). The server holds what
+// arrives, within the stream's window, until it has reached the target,
+// and drops it if it cannot.
+//
+// DialEarly returns once the stream is open on this side; it never waits
+// for the network unless the peer's stream limit or windows are full. The
+// server's answer is awaited by the stream's first Read or WriteTo: a
+// refusal fails them with a *DialError, and the stream should then be
+// aborted. If ctx ends before the stream opens, the stream is reset.
+func (c *Conn) DialEarly(ctx context.Context, addr string, header http.Header, first []byte) (*Stream, error) {
+	if c.isServer {
+		return nil, errors.New("tunnel: DialEarly on a server connection")
+	}
+	s := newStream(c)
+	s.early = true
+	s.target = addr
+	s.openCh = make(chan struct{})
+	// A copy: the frame may be written after DialEarly has returned.
+	s.first = bytes.Clone(first)
+	if !c.post(request{kind: reqOpen, s: s, fields: connectFields(addr, header)}) {
+		return nil, ErrLinkClosed
+	}
+	select {
+	case <-s.openCh:
+	case <-s.resp:
+		select {
+		case <-s.openCh:
+			// Opened, and answered (or failed) already: the stream's
+			// reads say which.
+		default:
+			return nil, s.recvErr()
+		}
+	case <-ctx.Done():
+		c.post(request{kind: reqReset, s: s, code: http2.ErrCodeCancel, err: ctx.Err()})
+		return nil, ctx.Err()
+	}
+	if rest := first[s.firstSent:]; len(rest) > 0 {
+		if _, err := s.Write(rest); err != nil {
+			s.Abort()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // openStream opens s (run), or keeps it waiting while the peer's stream
@@ -92,10 +147,33 @@ func (c *Conn) open(s *Stream) {
 	s.state = stateOpen
 	s.sendWindow = o.peerInitWindow
 	s.recvWindow = int64(c.cfg.StreamWindow)
+	s.window.Store(s.recvWindow)
 	c.addStream(s)
 	f := &outFrame{kind: frameHeaders, stream: s, fields: s.fields}
 	s.fields = nil
 	c.enqueue(f, false)
+	if s.openCh != nil {
+		c.sendFirst(s)
+		close(s.openCh)
+	}
+}
+
+// sendFirst queues, right behind an early stream's HEADERS, the DATA
+// frame carrying as much of its first bytes as the peer's windows allow
+// now (run). The credit is taken straight from the windows: if the frame
+// is dropped, the writer refunds it as it does any other.
+func (c *Conn) sendFirst(s *Stream) {
+	o := &c.own
+	c.takeRefunds()
+	n := min(int64(len(s.first)), s.sendWindow, o.sendWindow, int64(c.maxPayload()))
+	if n > 0 {
+		s.sendWindow -= n
+		o.sendWindow -= n
+		s.sent.Add(n)
+		c.enqueue(&outFrame{kind: frameData, stream: s, data: s.first[:n]}, false)
+	}
+	s.firstSent = int(max(n, 0))
+	s.first = nil
 }
 
 // openPending opens the streams waiting for the peer's stream limit, as

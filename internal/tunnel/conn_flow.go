@@ -36,13 +36,25 @@ func (c *Conn) wantCredit(s *Stream, want int64) {
 	if o.sendWindow <= 0 && s.sendWindow > 0 && !o.reclaimed {
 		c.reclaimAll(s)
 	}
-	if g := min(want-s.budget.Load(), s.sendWindow, o.sendWindow); g > 0 {
-		c.grant(s, g)
-	}
-	if s.budget.Load() > 0 {
-		s.asking.Store(false)
-		s.wakeSend()
-		return
+	// The stream's writer spends its budget while this runs: what it holds
+	// when the grant is sized may be gone when it is checked. So the
+	// stream waits only when the windows have nothing left for it, never
+	// because a grant sized against a budget since spent left it empty.
+	for {
+		if g := min(want-s.budget.Load(), s.sendWindow, o.sendWindow); g > 0 {
+			c.grant(s, g)
+			if testHookAfterGrant != nil {
+				testHookAfterGrant(s)
+			}
+		}
+		if s.budget.Load() > 0 {
+			s.asking.Store(false)
+			s.wakeSend()
+			return
+		}
+		if want <= 0 || s.sendWindow <= 0 || o.sendWindow <= 0 {
+			break
+		}
 	}
 	if !s.waiting {
 		s.waiting = true
@@ -50,6 +62,10 @@ func (c *Conn) wantCredit(s *Stream, want int64) {
 		o.waiters = append(o.waiters, s)
 	}
 }
+
+// testHookAfterGrant, if set, runs on run's goroutine after each grant:
+// a test spends the budget there as a stream's writer may at that moment.
+var testHookAfterGrant func(*Stream)
 
 func (c *Conn) grant(s *Stream, g int64) {
 	s.sendWindow -= g
@@ -134,11 +150,67 @@ func (c *Conn) handleWindowUpdate(f *http2.WindowUpdateFrame) error {
 	return nil
 }
 
-// consumed gives n bytes that s's reader consumed back to the peer.
+// consumed gives n bytes that s's reader consumed back to the peer, and
+// grows the stream's window when the window, not the path or the reader,
+// limits the stream.
 func (c *Conn) consumed(s *Stream, n int64) {
 	if s.state == stateOpen || s.state == stateHalfClosedLocal {
-		s.recvWindow += n
-		c.queueCtrl(&outFrame{kind: frameWindowUpdate, streamID: s.id, incr: uint32(n)})
+		incr := n + c.growWindow(s, n)
+		s.recvWindow += incr
+		c.queueCtrl(&outFrame{kind: frameWindowUpdate, streamID: s.id, incr: uint32(incr)})
+	}
+}
+
+// Window growth. A stream's receive window starts at Config.StreamWindow,
+// which bounds what a reader that stalls pins in memory. A window limits a
+// stream to a window per round trip: 4 MiB over a 200 ms path is 168
+// Mbit/s, short of a 200 Mbit/s path's bandwidth-delay product (5 MB).
+// So, as x/net's and gRPC's BDP estimation and QUIC's window auto-tuning
+// do, a window doubles when the reader has consumed half of it within one
+// measured round trip (the PING's): the sender then had no more in flight
+// than the window allowed, and the reader kept up. A window that is not
+// the limit (a slow path, a slow reader) never grows. Growth stops at
+// Config.MaxStreamWindow per stream, and at maxLinkGrowth over all of a
+// link's streams; a stream gives its growth back when it closes. A reader
+// that stalls from the start is held to Config.StreamWindow; one that
+// stalls after running fast holds up to its grown window, which is why
+// growth is off unless MaxStreamWindow is set.
+const maxLinkGrowth = 64 << 20
+
+// growWindow returns how much to add to s's window as n more bytes were
+// consumed (run).
+func (c *Conn) growWindow(s *Stream, n int64) int64 {
+	o := &c.own
+	rtt := time.Duration(c.rtt.Load())
+	w := s.window.Load()
+	limit := int64(c.cfg.MaxStreamWindow)
+	if rtt <= 0 || w >= limit || o.grown >= maxLinkGrowth {
+		return 0
+	}
+	now := time.Now()
+	if s.epochStart.IsZero() {
+		s.epochStart = now
+	}
+	s.epochBytes += n
+	if s.epochBytes < w/2 {
+		return 0
+	}
+	fast := now.Sub(s.epochStart) < rtt
+	s.epochStart, s.epochBytes = now, 0
+	if !fast {
+		return 0
+	}
+	g := min(w, limit-w, maxLinkGrowth-o.grown)
+	s.window.Add(g)
+	o.grown += g
+	return g
+}
+
+// shrinkGrowth gives a closing stream's growth back to the link (run).
+func (c *Conn) shrinkGrowth(s *Stream) {
+	if g := s.window.Load() - int64(c.cfg.StreamWindow); g > 0 {
+		c.own.grown -= g
+		s.window.Add(-g)
 	}
 }
 

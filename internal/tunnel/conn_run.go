@@ -24,6 +24,7 @@ const (
 	reqLinger                     // s's linger time is up
 	reqHandlerDone                // server: s's handler returned
 	reqPing                       // send a PING and close ch when it is answered
+	reqProbe                      // send the keep-alive PING now, unless one is out
 	reqShutdown                   // no new streams; close ch when none is left
 	reqCloseConn                  // close the connection
 )
@@ -109,6 +110,7 @@ func (c *Conn) run() {
 		var err error
 		select {
 		case m := <-c.in:
+			c.heard.Store(time.Now().UnixNano())
 			err = c.handleIn(&m)
 		case r := <-c.req:
 			err = c.handleReq(&r)
@@ -172,6 +174,10 @@ func (c *Conn) handleReq(r *request) error {
 		rand.Read(data[:])
 		o.pings[data] = pingWait{ch: r.ch, start: time.Now()}
 		c.queueCtrl(&outFrame{kind: framePing, ping: data})
+	case reqProbe:
+		if o.pingTimer != nil {
+			return c.pingTick()
+		}
 	case reqShutdown:
 		c.markGoingAway()
 		if c.isServer && !o.sentGoAway {

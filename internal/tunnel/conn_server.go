@@ -80,6 +80,7 @@ func (c *Conn) handleRequest(f *http2.MetaHeadersFrame) error {
 	s.state = stateOpen
 	s.sendWindow = o.peerInitWindow
 	s.recvWindow = int64(c.cfg.StreamWindow)
+	s.window.Store(s.recvWindow)
 	s.isConnect = method == http.MethodConnect
 	s.ctx, s.cancel = context.WithCancel(c.baseCtx)
 	s.slotHeld = true

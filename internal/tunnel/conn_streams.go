@@ -293,6 +293,7 @@ func (c *Conn) closeStream(s *Stream, err error) {
 	}
 	s.stopLinger()
 	c.reclaim(s)
+	c.shrinkGrowth(s)
 	if err != nil {
 		s.fail(err) // and cancels a server stream's context
 	} else {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -461,5 +462,38 @@ func TestWriteToATCPDestinationKeepsOrderAndCount(t *testing.T) {
 	}
 	if n := <-copied; n != size {
 		t.Fatalf("WriteTo reported %d bytes, want %d", n, size)
+	}
+}
+
+// TestAStreamWhoseBudgetIsSpentDuringAGrantIsNotLeftWaiting spends a
+// stream's budget right after run grants it, as the stream's writer may at
+// that moment. The stream must get more credit while the windows have it:
+// left waiting for a WINDOW_UPDATE that its peer, having nothing to give
+// back, never sends, the writer would hang.
+func TestAStreamWhoseBudgetIsSpentDuringAGrantIsNotLeftWaiting(t *testing.T) {
+	p := newPair(t, Config{}, Config{}, nil)
+	cs, ss := p.dial(t)
+	defer cs.Close()
+	defer ss.Close()
+	var spent atomic.Int32
+	testHookAfterGrant = func(s *Stream) {
+		if s == cs && spent.Add(1) == 1 {
+			s.take(s.budget.Load())
+		}
+	}
+	defer func() { testHookAfterGrant = nil }()
+
+	cs.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	msg := []byte("after a grant spent at once")
+	if _, err := cs.Write(msg); err != nil {
+		t.Fatalf("write after the first grant was spent: %v (the stream was left waiting with window to spare)", err)
+	}
+	if spent.Load() < 2 {
+		t.Fatalf("%d grants; want the spent one and another", spent.Load())
+	}
+	got := make([]byte, len(msg))
+	ss.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(ss, got); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("read %q, %v; want %q", got, err, msg)
 	}
 }

@@ -39,16 +39,33 @@ type Stream struct {
 	lingering   bool  // closed by its user; the peer may finish sending
 	linger      *time.Timer
 	handlerDone bool // server: the handler returned
-	slotHeld    bool // server: counts against MaxStreams
-	isConnect   bool // server: a CONNECT request
-	declLen     int64
-	gotLen      int64 // server, non-CONNECT: declared and received body length
-	respClosed  bool  // resp is closed
-	fields      []hpack.HeaderField
+	// The receive window's growth (see conn_flow.go): the bytes consumed
+	// since epochStart.
+	epochStart time.Time
+	epochBytes int64
+	slotHeld   bool // server: counts against MaxStreams
+	isConnect  bool // server: a CONNECT request
+	declLen    int64
+	gotLen     int64 // server, non-CONNECT: declared and received body length
+	respClosed bool  // resp is closed
+	fields     []hpack.HeaderField
 	// Client: the response, written by run before resp is closed.
 	gotResponse bool
 	status      int
 	respHeader  http.Header
+
+	// Client, opened by DialEarly: early, target and openCh are immutable
+	// after DialEarly; run closes openCh once the stream is open, after it
+	// has queued the first firstSent bytes of first (which it then drops).
+	early     bool
+	target    string
+	openCh    chan struct{}
+	first     []byte
+	firstSent int
+	// earlyErr is the answer's verdict, settled by the first reader once
+	// the answer has come (guarded by rmu); answered says it has.
+	earlyErr error
+	answered bool
 
 	// Server: the handler's context, set before the handler starts;
 	// cancelled by run when the stream ends or the connection does.
@@ -91,6 +108,10 @@ type Stream struct {
 	sendWake chan struct{} // cap 1: credit granted, or the stream ended
 
 	rdl, wdl deadline
+
+	// window is the stream's receive window: Config.StreamWindow, grown
+	// while the reader keeps up with a long fast path. Written by run.
+	window atomic.Int64
 
 	sent, received atomic.Int64
 	lastActive     atomic.Int64 // unix nanos of the last byte either way, for StreamIdleTimeout
@@ -226,10 +247,73 @@ func (s *Stream) giveBack(n int64) {
 	}
 }
 
+// awaitAnswer waits, on a stream opened by DialEarly, for the server's
+// answer, and returns a *DialError if it refused the stream. It is called
+// with rmu held, before anything is read: a refusal's body is never taken
+// for the target's data.
+func (s *Stream) awaitAnswer() error {
+	if !s.early || s.answered {
+		return s.earlyErr
+	}
+	for {
+		select {
+		case <-s.resp:
+			s.answered = true
+			s.earlyErr = s.answerErr()
+			return s.earlyErr
+		default:
+		}
+		s.mu.Lock()
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return net.ErrClosed
+		}
+		select {
+		case <-s.resp:
+		case <-s.rdl.done():
+			return os.ErrDeadlineExceeded
+		case <-s.readWake:
+			// Closed, a new deadline, or data: look again.
+		}
+	}
+}
+
+// answerErr is the verdict of the answer to an early stream, once resp is
+// closed.
+func (s *Stream) answerErr() error {
+	if !s.gotResponse {
+		return s.recvErr()
+	}
+	if s.status/100 == 2 {
+		return nil
+	}
+	de := &DialError{Target: s.target, Status: s.status}
+	de.Type, de.Details = proxystatus.Parse(s.respHeader.Get("Proxy-Status"))
+	return de
+}
+
+// Answer reports the server's answer to a client stream: its status and
+// header fields, and whether it has come yet (a stream opened by DialEarly
+// may still be waiting for it). It never waits.
+func (s *Stream) Answer() (status int, header http.Header, ok bool) {
+	select {
+	case <-s.resp:
+		if s.gotResponse {
+			return s.status, s.respHeader, true
+		}
+	default:
+	}
+	return 0, nil, false
+}
+
 // Read reads data received on the stream.
 func (s *Stream) Read(p []byte) (int, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	if err := s.awaitAnswer(); err != nil {
+		return 0, err
+	}
 	for {
 		s.mu.Lock()
 		if s.closed {
@@ -293,6 +377,9 @@ func (s *Stream) readEndLocked() error {
 func (s *Stream) WriteTo(w io.Writer) (total int64, err error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	if err := s.awaitAnswer(); err != nil {
+		return 0, err
+	}
 	s.mu.Lock()
 	s.sink = sockio.SinkOf(w)
 	s.mu.Unlock()

@@ -81,7 +81,7 @@ func printJSON(v any) {
 // runBulk downloads -n bytes on each of -streams streams in parallel.
 func runBulk(args []string) error {
 	fs := newFlags("client-bulk")
-	mode := fs.String("mode", "tls", "tls: raw TLS 1.3 to -addr; connect: CONNECT through -proxy to -addr")
+	mode := fs.String("mode", "tls", "tls: raw TLS 1.3 to -addr; connect: CONNECT through -proxy to -addr; socks: SOCKS5 through -proxy to -addr")
 	addr := fs.String("addr", "", "source address")
 	proxy := fs.String("proxy", "", "agent address (mode connect)")
 	n := fs.Int64("n", 1<<30, "bytes per stream")
@@ -129,8 +129,14 @@ func bulkStream(mode, addr, proxy string, n int64) (int64, error) {
 			return 0, err
 		}
 		c = cc
+	case "socks":
+		sc, err := dialSOCKS(proxy, addr)
+		if err != nil {
+			return 0, err
+		}
+		c = sc
 	default:
-		return 0, fmt.Errorf("mode %q: want tls or connect", mode)
+		return 0, fmt.Errorf("mode %q: want tls, connect or socks", mode)
 	}
 	defer c.Close()
 	if _, err := fmt.Fprintf(c, "%d\n", n); err != nil {

@@ -11,6 +11,8 @@
 //	client-small  C keep-alive connections issuing small GETs for D
 //	client-setup  M sequential (CONNECT +) GET + close
 //	client-idle   opens T CONNECT tunnels, holds them until stdin closes
+//	client-ttfb   M sequential new HTTPS connections: time to the first byte
+//	client-page   a page load: O HTTPS objects over C new connections
 //
 // Every client prints one JSON object on stdout.
 package main
@@ -23,7 +25,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool origin|client-bulk|client-small|client-setup|client-idle [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchtool origin|client-bulk|client-small|client-setup|client-idle|client-ttfb|client-page [flags]")
 		os.Exit(2)
 	}
 	modes := map[string]func(args []string) error{
@@ -32,6 +34,8 @@ func main() {
 		"client-small": runSmall,
 		"client-setup": runSetup,
 		"client-idle":  runIdle,
+		"client-ttfb":  runTTFB,
+		"client-page":  runPage,
 	}
 	run, ok := modes[os.Args[1]]
 	if !ok {

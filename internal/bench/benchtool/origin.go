@@ -32,6 +32,7 @@ type OriginAddrs struct {
 	Source string `json:"source"` // TCP: send "N\n", receive N bytes
 	TLS    string `json:"tls"`    // the same over TLS 1.3
 	Hold   string `json:"hold"`   // accepts and holds connections until the peer closes
+	HTTPS  string `json:"https"`  // the HTTP server over TLS 1.3 (HTTP/1.1)
 }
 
 // runOrigin serves until stdin is closed.
@@ -54,6 +55,10 @@ func runOrigin(args []string) error {
 		return err
 	}
 	holdLn, err := listen()
+	if err != nil {
+		return err
+	}
+	httpsRaw, err := listen()
 	if err != nil {
 		return err
 	}
@@ -84,6 +89,12 @@ func runOrigin(args []string) error {
 		writeN(w, buf, n)
 	})
 	go (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(httpLn)
+	httpsLn := tls.NewListener(httpsRaw, &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS13,
+		NextProtos:   []string{"http/1.1"},
+	})
+	go (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(httpsLn)
 	go acceptLoop(srcLn, func(c net.Conn) { serveSource(c, buf) })
 	go acceptLoop(tlsLn, func(c net.Conn) { serveSource(c, buf) })
 	go acceptLoop(holdLn, func(c net.Conn) {
@@ -96,6 +107,7 @@ func runOrigin(args []string) error {
 		Source: srcLn.Addr().String(),
 		TLS:    tlsRaw.Addr().String(),
 		Hold:   holdLn.Addr().String(),
+		HTTPS:  httpsRaw.Addr().String(),
 	})
 	fmt.Printf("%s\n", out)
 	io.Copy(io.Discard, os.Stdin) // the parent closes stdin to stop us

@@ -1,0 +1,167 @@
+package wanemu
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func newRelay(t *testing.T, target string, cfg Config) *Relay {
+	t.Helper()
+	r, err := New(target, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// roundTrips is how many whole round trips of rtt fit in d.
+func roundTrips(d, rtt time.Duration) int { return int(d / rtt) }
+
+// A new HTTPS request straight to a server through the relay costs what it
+// costs on a real path: one round trip for TCP's handshake, one for TLS
+// 1.3's, one for the request. The round trip is long (400 ms) so that the
+// work of the processes on this machine, which the relay does not delay,
+// is small beside it; the lower bound holds whatever the machine's load.
+func TestDirectHTTPSTakesThreeRoundTrips(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello")
+	}))
+	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS13}
+	srv.StartTLS()
+	defer srv.Close()
+	const delay = 200 * time.Millisecond
+	r := newRelay(t, srv.Listener.Addr().String(), Config{Delay: delay})
+
+	start := time.Now()
+	nc, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(nc, &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs, ServerName: "example.com"})
+	defer tc.Close()
+	io.WriteString(tc, "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	elapsed := time.Since(start)
+	if got := roundTrips(elapsed, 2*delay); got != 3 {
+		t.Errorf("a new HTTPS request took %v: %d round trips of %v, want 3", elapsed, got, 2*delay)
+	}
+}
+
+// Bytes leave at the path's rate: a megabyte at 4 MB/s takes at least a
+// quarter of a second plus the delay, and arrives whole and in order.
+func TestRateLimitsThroughput(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	const delay = 10 * time.Millisecond
+	r := newRelay(t, ln.Addr().String(), Config{Delay: delay, Rate: 4e6})
+	want := make([]byte, 1e6)
+	rand.Read(want)
+	c, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := c.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	b := <-got
+	elapsed := time.Since(start)
+	c.Close()
+	if !bytes.Equal(b, want) {
+		t.Fatalf("received %d bytes, not the %d sent", len(b), len(want))
+	}
+	if min := 250*time.Millisecond + delay; elapsed < min {
+		t.Errorf("1 MB at 4 MB/s arrived after %v, before %v", elapsed, min)
+	}
+}
+
+// A stall holds what is in flight and loses nothing: an echo across a
+// stall comes back whole, after the stall.
+func TestStallHoldsAndLosesNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	r := newRelay(t, ln.Addr().String(), Config{Delay: time.Millisecond})
+	c, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := make([]byte, 256<<10)
+	rand.Read(want)
+	const stall = 300 * time.Millisecond
+	r.Stall(stall)
+	start := time.Now()
+	go c.Write(want)
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("the echo differs from what was sent")
+	}
+	if elapsed := time.Since(start); elapsed < stall-10*time.Millisecond {
+		t.Errorf("the echo came back after %v, inside a stall of %v", elapsed, stall)
+	}
+}
+
+// A refused target is a reset for the client, never an open connection.
+func TestRefusedTargetResetsTheClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r := newRelay(t, addr, Config{Delay: time.Millisecond})
+	c, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read from a connection to a refused target succeeded")
+	}
+}
