@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"fluidity/internal/controlapi"
 	"fluidity/internal/pki"
 	"fluidity/internal/tunnel"
 	"fluidity/internal/upstream"
@@ -238,7 +239,7 @@ func (r *run) checkControlPlane(ctx context.Context) Step {
 	switch {
 	case err != nil:
 		s.Verdict, s.Detail = Fail, err.Error()
-		s.Fix = "check control_url, your AWS credentials (--aws-profile), and that the upstream proxy lets the function URL through"
+		s.Fix = controlPlaneFix(err)
 	case addr == "":
 		s.Verdict, s.Detail = Warn, "the control plane answers; your exit is asleep, so the network steps are skipped"
 		s.Fix = "run 'fluidity wake' and then doctor again"
@@ -247,6 +248,27 @@ func (r *run) checkControlPlane(ctx context.Context) Step {
 		r.exit = addr
 	}
 	return s
+}
+
+// controlPlaneFix is what to do about a control plane's refusal: its own
+// error says what is wrong where it has one; the rest is the way there.
+func controlPlaneFix(err error) string {
+	var ce *controlapi.Error
+	if errors.As(err, &ce) {
+		switch ce.Code {
+		case controlapi.CodeNotAllowed:
+			return "ask the exit's owner to let your identity in (fluidity aws deploy --allow YOUR-ARN), or use the AWS profile they let in (--aws-profile)"
+		case controlapi.CodeNoIdentity:
+			return "the request reached the control plane unsigned: check that control_url is the function URL that 'fluidity aws deploy' wrote into agent.yaml"
+		case controlapi.CodeDailyLimit:
+			return "today's exit hours are used up; the limit resets at midnight UTC, or its owner can raise daily_limit"
+		case controlapi.CodeThrottled, controlapi.CodeUnavailable, controlapi.CodeTimeout, controlapi.CodeNoCapacity:
+			return "a passing condition on AWS's side: run doctor again in a minute"
+		case controlapi.CodePermission, controlapi.CodeBadConfig, controlapi.CodeAWS:
+			return "the deployment needs repair: its owner should run 'fluidity aws deploy' again"
+		}
+	}
+	return "check control_url, your AWS credentials (--aws-profile), and that the upstream proxy lets the function URL through"
 }
 
 // dialTimeout dials the exit with dial, within the step's timeout.
