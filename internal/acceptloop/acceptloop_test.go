@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -203,6 +204,9 @@ func TestTemporary(t *testing.T) {
 		{"anything else", errors.New("invalid argument"), false},
 	} {
 		t.Run(tc.name+" is temporary: "+fmt.Sprint(tc.want), func(t *testing.T) {
+			if runtime.GOOS == "windows" && tc.name == "out of file descriptors system-wide" {
+				t.Skip("Windows has no system-wide limit (ENFILE is Go's invented number there); its codes are in TestTemporaryOnWindows")
+			}
 			if got := Temporary(tc.err); got != tc.want {
 				t.Fatalf("Temporary(%v) = %v", tc.err, got)
 			}

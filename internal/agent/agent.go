@@ -210,11 +210,26 @@ func Listen(addr string, allowNonLoopback bool) (net.Listener, error) {
 	// socket does not, and setting them up costs system calls per accept.
 	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
+	if addrInUse(err) {
+		return nil, addrTakenError(addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	return ln, nil
 }
+
+// ErrAddrInUse means the listen address is taken by another program.
+var ErrAddrInUse = errors.New("address already in use")
+
+// addrTakenError is ErrAddrInUse with the address and the fix, said once.
+type addrTakenError string
+
+func (a addrTakenError) Error() string {
+	return fmt.Sprintf("agent: %s is taken: another program (another agent?) listens there; stop it, or choose a free port with --listen (example: --listen 127.0.0.1:8090)", string(a))
+}
+
+func (a addrTakenError) Is(target error) bool { return target == ErrAddrInUse }
 
 func isLoopbackHost(host string) bool {
 	if host == "localhost" {

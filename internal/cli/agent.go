@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,20 +18,24 @@ import (
 	"fluidity/internal/metrics"
 	"fluidity/internal/pki"
 	"fluidity/internal/route"
+	"fluidity/internal/sysproxy"
 	"fluidity/internal/tunnel"
 	"fluidity/internal/upstream"
 )
 
 type agentConfig struct {
 	Listen           string           `yaml:"listen" help:"local proxy address (HTTP, CONNECT and SOCKS5 on one port)"`
-	AllowNonLoopback bool             `yaml:"allow_non_loopback" help:"permit a non-loopback --listen address (anyone who reaches it can use your exit)"`
+	AllowNonLoopback bool             `yaml:"allow_non_loopback" help:"permit a non-loopback --listen address, for the clients in --allow-clients only"`
+	AllowClients     []string         `yaml:"allow_clients" help:"with --allow-non-loopback: client addresses or CIDRs served (example: 172.16.0.0/12 for WSL); loopback always is"`
+	SystemProxy      bool             `yaml:"system_proxy" help:"point this user's system proxy at the agent while it runs, and put the previous setting back on exit"`
+	SystemProxyPAC   string           `yaml:"system_proxy_pac" help:"with --system-proxy: point the system proxy at this PAC URL (default: the agent's own PAC file when --direct is set, else the agent's address)"`
 	Lifecycle        string           `yaml:"lifecycle" help:"where the exit comes from: static (--server, always running) or aws (a task of your own, woken on demand through --control-url)"`
 	Server           string           `yaml:"server" help:"exit server address, HOST:PORT (lifecycle static)"`
 	ControlURL       string           `yaml:"control_url" help:"the control plane's function URL (lifecycle aws; printed by 'fluidity aws deploy'); requests are signed with your AWS credentials (--aws-profile)"`
 	WakeTimeout      time.Duration    `yaml:"wake_timeout" help:"how long a wake may take before the agent gives up and stops the exit (lifecycle aws; Fargate takes 30-90s)"`
 	WakeOnStart      bool             `yaml:"wake_on_start" help:"wake the exit when the agent starts, not at the first connection (lifecycle aws)"`
 	StopOnExit       bool             `yaml:"stop_on_exit" help:"stop the exit when the agent stops (lifecycle aws); otherwise it stops itself once idle"`
-	StateDir         string           `yaml:"state_dir" help:"where the agent keeps its record of exit hours (lifecycle aws; default: fluidity in your config directory)"`
+	StateDir         string           `yaml:"state_dir" help:"where the agent keeps its state: the saved system proxy setting, the record of exit hours (default: fluidity in your config directory)"`
 	ServerName       string           `yaml:"server_name" help:"name the exit's certificate is verified against, whatever address is dialed"`
 	Certs            string           `yaml:"certs" help:"directory with ca.crt, client.crt and client.key (made by 'fluidity certs init')"`
 	Cert             string           `yaml:"cert" help:"client certificate file (default: client.crt in --certs)"`
@@ -83,6 +88,14 @@ func defaultAgentConfig() agentConfig {
 	}
 }
 
+// stateDir is the state directory, the default filled in.
+func (c *agentConfig) stateDir() string {
+	if c.StateDir == "" {
+		return defaultStateDir()
+	}
+	return c.StateDir
+}
+
 // upstreamDialer is how the agent reaches the exit and the control plane:
 // through the upstream proxy, if one is configured or in the environment.
 func (c *agentConfig) upstreamDialer() (*upstream.Dialer, error) {
@@ -94,6 +107,9 @@ func (c *agentConfig) files() tlsFiles { return tlsFiles{c.Certs, c.Cert, c.Key,
 func (c *agentConfig) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not host:port (example: 127.0.0.1:8080)", c.Listen)
+	}
+	if err := c.validateListen(); err != nil {
+		return err
 	}
 	if err := c.validateLifecycle(); err != nil {
 		return err
@@ -133,6 +149,47 @@ func (c *agentConfig) Validate() error {
 		return err
 	}
 	return c.Log.validate()
+}
+
+// validateListen checks who may use the proxy and the system proxy keys.
+func (c *agentConfig) validateListen() error {
+	if _, err := agent.ParseAllowedClients(c.AllowClients); err != nil {
+		return fmt.Errorf("allow_clients: %w", err)
+	}
+	switch {
+	case c.AllowNonLoopback && len(c.AllowClients) == 0:
+		return errors.New("allow_clients: required with allow_non_loopback: the addresses that may use the proxy " +
+			"(--allow-clients 172.16.0.0/12 for WSL in NAT mode), or anyone who reaches the port can use your exit")
+	case !c.AllowNonLoopback && len(c.AllowClients) > 0:
+		return errors.New("allow_clients: only for a non-loopback --listen address, with --allow-non-loopback; loopback clients are always served")
+	case c.SystemProxyPAC != "" && !c.SystemProxy:
+		return errors.New("system_proxy_pac: only with --system-proxy")
+	}
+	if c.SystemProxy {
+		if err := c.systemProxySetting().Validate(); err != nil {
+			return fmt.Errorf("system_proxy_pac: %w", err)
+		}
+	}
+	return nil
+}
+
+// systemProxySetting is what --system-proxy points the system at: the PAC
+// URL given; with split routing (direct), the PAC file the agent serves, so
+// programs send those targets direct in the first place; else the agent's
+// address (on loopback when it listens on every address).
+func (c *agentConfig) systemProxySetting() sysproxy.Setting {
+	if c.SystemProxyPAC != "" {
+		return sysproxy.Setting{PACURL: c.SystemProxyPAC}
+	}
+	host, port, _ := net.SplitHostPort(c.Listen)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	addr := net.JoinHostPort(host, port)
+	if len(c.Network.Direct) > 0 {
+		return sysproxy.Setting{PACURL: "http://" + addr + agent.PACPath}
+	}
+	return sysproxy.Setting{Server: addr}
 }
 
 // fastOpenPorts parses fast_open_ports.
@@ -206,6 +263,20 @@ IAM identity, for exits that check it (see 'fluidity token').`)
 	ln, err := agent.Listen(cfg.Listen, cfg.AllowNonLoopback)
 	if err != nil {
 		return err
+	}
+	if cfg.AllowNonLoopback {
+		allowed, _ := agent.ParseAllowedClients(cfg.AllowClients) // validated already
+		ln = agent.AllowClients(ln, allowed, log)
+		log.Warn("listening beyond loopback: the clients allowed can use your exit through this port",
+			"listen", ln.Addr().String(), "allow_clients", strings.Join(cfg.AllowClients, ","))
+	}
+	if cfg.SystemProxy {
+		restore, err := systemProxyOn(ctx, cfg.systemProxySetting(), cfg.stateDir(), log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer restore()
 	}
 	adminLn, err := listenAdmin(cfg.Admin, cfg.AdminNonLoopback, "--admin-allow-non-loopback", log)
 	if err != nil {

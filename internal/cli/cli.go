@@ -8,14 +8,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
 	"fluidity/internal/config"
 )
 
-// version is set at build time with -ldflags "-X fluidity/internal/cli.version=v1.2.3".
-var version = ""
+// version and commit are set at build time by 'make dist':
+// -ldflags "-X fluidity/internal/cli.version=v1.2.3 -X fluidity/internal/cli.commit=HASH".
+var version, commit = "", ""
 
 // Env is what a command sees of the outside world.
 type Env struct {
@@ -45,6 +47,8 @@ func commands() []command {
 		{"stop", "stop your exit on AWS", runStop},
 		{"certs", "create a private CA and certificates, revoke them (certs init, certs issue-client, certs revoke, certs push)", runCerts},
 		{"aws", "set up your exit on demand in AWS, or remove it (aws deploy, aws destroy)", runAWS},
+		{"service", "run the agent at login, restarted after a crash (service install, uninstall, start, stop, status)", runService},
+		{"proxy", "point this user's system proxy at the agent, or put it back (proxy on, proxy off, proxy status)", runProxy},
 		{"token", "print a fresh IAM token for an exit that checks AWS identities", runToken},
 		{"lambda", "the control plane's AWS Lambda function (run as its bootstrap)", runLambda},
 		{"version", "print the version", runVersion},
@@ -62,7 +66,7 @@ func runSubcommand(ctx context.Context, env Env, name string, subs []command, ar
 		}
 		fmt.Fprintf(env.Stderr, "Usage: fluidity %s <%s> [flags]\n\n", name, strings.Join(names, "|"))
 		for _, c := range subs {
-			fmt.Fprintf(env.Stderr, "  %-13s %s\n", c.name, c.summary)
+			writeWrapped(env.Stderr, fmt.Sprintf("  %-13s ", c.name), c.summary)
 		}
 		fmt.Fprintf(env.Stderr, "\nRun 'fluidity %s <subcommand> --help' for its flags.\n", name)
 	}
@@ -120,7 +124,7 @@ func Main(ctx context.Context, env Env, args []string) int {
 func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "Fluidity carries your connections through an exit server you own.\n\nUsage: fluidity <command> [flags]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		writeWrapped(w, fmt.Sprintf("  %-8s ", c.name), c.summary)
 	}
 	fmt.Fprintf(w, "\nRun 'fluidity <command> --help' for a command's flags.\n")
 }
@@ -132,9 +136,53 @@ func newFlagSet(env Env, name, usage, description string) *flag.FlagSet {
 	fs.SetOutput(env.Stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(env.Stderr, "Usage: fluidity %s\n\n%s\n\nFlags:\n", usage, strings.TrimSpace(description))
-		fs.PrintDefaults()
+		printFlags(env.Stderr, fs)
 	}
 	return fs
+}
+
+// helpWidth is the width help text fits in: a terminal of 100 columns,
+// PowerShell's default window included.
+const helpWidth = 100
+
+// printFlags is flag.PrintDefaults with each description wrapped to
+// helpWidth.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		head := "  --" + f.Name
+		if typ != "" {
+			head += " " + typ
+		}
+		switch f.DefValue {
+		case "", "false", "0", "0s", "[]":
+		default:
+			usage += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w, head)
+		writeWrapped(w, "      ", usage)
+	})
+}
+
+// writeWrapped writes text after prefix, wrapped at word boundaries to
+// helpWidth, continuation lines indented as far as prefix is long. A word
+// longer than a line (a URL) gets a line of its own.
+func writeWrapped(w io.Writer, prefix, text string) {
+	indent := strings.Repeat(" ", len(prefix))
+	line := prefix
+	empty := true
+	for _, word := range strings.Fields(text) {
+		if !empty && len(line)+1+len(word) > helpWidth {
+			fmt.Fprintln(w, line)
+			line, empty = indent, true
+		}
+		if !empty {
+			line += " "
+		}
+		line += word
+		empty = false
+	}
+	fmt.Fprintln(w, line)
 }
 
 // parse binds cfg to fs, parses args and loads file, environment and flags.
@@ -165,8 +213,24 @@ func runVersion(ctx context.Context, env Env, args []string) error {
 		}
 		return errUsage
 	}
-	fmt.Fprintf(env.Stdout, "fluidity %s\n", Version())
+	fmt.Fprintf(env.Stdout, "fluidity %s (commit %s, %s/%s, %s)\n", Version(), Commit(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	return nil
+}
+
+// Commit is the VCS revision the binary was built from: the -X value, else
+// the one the Go toolchain recorded, else "unknown".
+func Commit() string {
+	if commit != "" {
+		return commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
 }
 
 // Version is the build's version: the -X value, else the module version or

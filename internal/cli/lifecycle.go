@@ -35,11 +35,7 @@ func newLifecycle(ctx context.Context, cfg agentConfig, log *slog.Logger) (*onDe
 	if err != nil {
 		return nil, err
 	}
-	stateDir := cfg.StateDir
-	if stateDir == "" {
-		stateDir = defaultStateDir()
-	}
-	usage, err := lifecycle.OpenUsage(filepath.Join(stateDir, "usage.json"), log)
+	usage, err := lifecycle.OpenUsage(filepath.Join(cfg.stateDir(), "usage.json"), log)
 	if err != nil {
 		return nil, err
 	}

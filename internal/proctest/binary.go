@@ -80,5 +80,12 @@ func HasFlag(cmd, flag string) bool {
 		out, _ = c.CombinedOutput()
 		helpText[cmd] = out
 	}
-	return strings.Contains(string(out), "\n  -"+flag+" ") || strings.Contains(string(out), "\n  -"+flag+"\n")
+	// The usage names a flag "  --name TYPE" or "  --name" on a line of its
+	// own (older binaries: one dash).
+	for _, dashes := range []string{"-", "--"} {
+		if strings.Contains(string(out), "\n  "+dashes+flag+" ") || strings.Contains(string(out), "\n  "+dashes+flag+"\n") {
+			return true
+		}
+	}
+	return false
 }
