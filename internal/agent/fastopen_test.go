@@ -127,7 +127,7 @@ func TestFastOpenRefusedTargetClosesTheClientAndLogsWhy(t *testing.T) {
 	if got != "connect/"+metrics.ReasonRefused {
 		t.Errorf("results %q, want connect/%s", got, metrics.ReasonRefused)
 	}
-	if log := logs.waitFor(t, "reason="); !strings.Contains(log, "reason="+metrics.ReasonRefused) || !strings.Contains(log, "connection refused") {
+	if log := logs.waitFor(t, "reason="); !strings.Contains(log, "reason="+metrics.ReasonRefused) || !strings.Contains(strings.ToLower(log), "connection refused") {
 		t.Errorf("the stream's log line does not say the target refused:\n%s", log)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"fluidity/internal/sockio"
 )
 
 // Sentinels that errors.Is reports for an [*Error], one per kind of failure.
@@ -152,7 +154,7 @@ func connectError(host string, port uint16, addrs []netip.Addr, err error) *Erro
 	}
 	status, ps := http.StatusBadGateway, statusUnavailable
 	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case sockio.Refused(err):
 		ps = statusConnRefused
 	case isTimeout(err):
 		status, ps = http.StatusGatewayTimeout, statusConnTimeout

@@ -19,13 +19,13 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"fluidity/internal/acceptloop"
 	"fluidity/internal/metrics"
 	"fluidity/internal/pki"
 	"fluidity/internal/relay"
+	"fluidity/internal/sockio"
 	"fluidity/internal/tunnel"
 )
 
@@ -470,7 +470,7 @@ func dialReason(ctx context.Context, err error) string {
 		return metrics.ReasonCanceled
 	case hasStatus && sc.StatusCode() == http.StatusForbidden:
 		return metrics.ReasonPolicy
-	case errors.Is(err, syscall.ECONNREFUSED), hasType && ps.ProxyStatus() == "connection_refused":
+	case sockio.Refused(err), hasType && ps.ProxyStatus() == "connection_refused":
 		return metrics.ReasonRefused
 	case errors.Is(err, context.DeadlineExceeded), hasStatus && sc.StatusCode() == http.StatusGatewayTimeout,
 		errors.As(err, &ne) && ne.Timeout():

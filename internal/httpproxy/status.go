@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"syscall"
 
 	"fluidity/internal/proxystatus"
+	"fluidity/internal/sockio"
 )
 
 // statusCoder is implemented by Dial errors that know the HTTP status to
@@ -86,9 +86,9 @@ func inferErrorType(err error) string {
 		return "tls_certificate_error"
 	case isTimeout(err):
 		return "connection_timeout"
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case sockio.Refused(err):
 		return "connection_refused"
-	case errors.Is(err, syscall.ECONNRESET):
+	case sockio.Reset(err):
 		return "connection_terminated"
 	}
 	return ""

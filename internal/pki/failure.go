@@ -9,7 +9,8 @@ import (
 	"net"
 	"reflect"
 	"strings"
-	"syscall"
+
+	"fluidity/internal/sockio"
 )
 
 // HandshakeFailure returns a short reason why a server handshake failed, for
@@ -69,7 +70,7 @@ func HandshakeFailure(err error) string {
 	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 		return "timeout"
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || sockio.Reset(err) {
 		return "client closed connection"
 	}
 	return "handshake failed"

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"io"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"fluidity/internal/sockio"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -127,7 +128,7 @@ func TestAResetReachesTheOtherSideAsAReset(t *testing.T) {
 			resetter.SetLinger(0)
 			resetter.Close()
 			_, err := io.ReadAll(other)
-			if !errors.Is(err, syscall.ECONNRESET) {
+			if !sockio.Reset(err) {
 				t.Fatalf("the other side read to %v, want a reset (ECONNRESET), not a clean end", err)
 			}
 			res := <-done
@@ -192,7 +193,7 @@ func TestAbortPrefersAbortThenTheTCPConnBeneath(t *testing.T) {
 	w := &wrapper{Conn: p}
 	Abort(w)
 	q.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadAll(q); !errors.Is(err, syscall.ECONNRESET) {
+	if _, err := io.ReadAll(q); !sockio.Reset(err) {
 		t.Fatalf("peer of an aborted wrapped connection read to %v, want ECONNRESET", err)
 	}
 }
@@ -229,7 +230,7 @@ func TestPipeIdleAbortsASilentPairAndABusyOneLives(t *testing.T) {
 		t.Fatal("a silent pair was never cut")
 	}
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadAll(client); !errors.Is(err, syscall.ECONNRESET) {
+	if _, err := io.ReadAll(client); !sockio.Reset(err) {
 		t.Fatalf("client read to %v after the idle cut, want a reset", err)
 	}
 }

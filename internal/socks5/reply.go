@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"syscall"
+
+	"fluidity/internal/sockio"
 )
 
 // Reply is the REP field of a SOCKS5 reply (RFC 1928 section 6).
@@ -123,7 +125,7 @@ func ReplyFor(err error) Reply {
 	}
 	var dnsErr *net.DNSError
 	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case sockio.Refused(err):
 		return ConnectionRefused
 	case errors.Is(err, syscall.ENETUNREACH):
 		return NetworkUnreachable
