@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"fluidity/internal/doctor"
 	"fluidity/internal/lifecycle"
 	"fluidity/internal/pki"
+	"fluidity/internal/sysproxy"
 	"fluidity/internal/upstream"
 )
 
@@ -58,8 +60,9 @@ status is 1 when a step failed.`)
 	cert, key, ca, _ := ac.files().resolve(pki.ClientCertFile, pki.ClientKeyFile)
 	dc := doctor.Config{
 		CertFile: cert, KeyFile: key, CAFile: ca, ServerName: ac.ServerName,
-		Exit: ac.Server, Dialer: d, ProxySettings: proxySettings(ac.Network, env.Environ),
-		Target: cfg.Target, StepTimeout: ac.DialTimeout,
+		Exit: ac.Server, Dialer: d,
+		ProxySettings: append(proxySettings(ac.Network, env.Environ), systemProxyLine(ctx, ac.systemProxySetting())...),
+		Target:        cfg.Target, StepTimeout: ac.DialTimeout,
 	}
 	if ac.IAM.Enabled {
 		iam := ac.IAM
@@ -128,6 +131,26 @@ func proxySettings(n NetworkConfig, environ []string) []string {
 		}
 	}
 	return lines
+}
+
+// systemProxyLine describes the system's proxy setting when one is set.
+// The agent does not follow it (it reads upstream_proxy and the
+// environment), so on a network where only that proxy gets out it is the
+// value --upstream-proxy needs. own is what this agent sets it to.
+func systemProxyLine(ctx context.Context, own sysproxy.Setting) []string {
+	sys := systemProxy()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	desc, err := sysproxy.Current(ctx, sys)
+	switch {
+	case errors.Is(err, sysproxy.ErrUnsupported), err == nil && desc == "none":
+		return nil
+	case err != nil:
+		return []string{fmt.Sprintf("system proxy (%s): cannot read it: %v", sys.Name(), err)}
+	case own.Server != "" && strings.Contains(desc, own.Server), own.PACURL != "" && strings.Contains(desc, own.PACURL):
+		return []string{fmt.Sprintf("system proxy (%s): %s, which is this agent", sys.Name(), desc)}
+	}
+	return []string{fmt.Sprintf("system proxy (%s): %s; the agent does not follow it: if only that proxy gets out, set --upstream-proxy to it", sys.Name(), desc)}
 }
 
 // redactURL is the URL without its password.

@@ -49,6 +49,31 @@ func (f *fakeProxy) Apply(_ context.Context, s sysproxy.Setting, _ json.RawMessa
 func (f *fakeProxy) Restore(_ context.Context, raw json.RawMessage) error {
 	return json.Unmarshal(raw, &f.current)
 }
+func (f *fakeProxy) Describe(raw json.RawMessage) string {
+	var s string
+	json.Unmarshal(raw, &s)
+	return s
+}
+
+// Doctor names a system proxy the agent does not follow, and the flag that
+// makes it; one that points at this agent is said to be so; none, nothing.
+func TestDoctorNamesTheSystemProxy(t *testing.T) {
+	sys := &fakeProxy{}
+	systemProxy = func() sysproxy.System { return sys }
+	defer func() { systemProxy = sysproxy.Default }()
+	own := sysproxy.Setting{Server: "127.0.0.1:8080"}
+	for _, tc := range []struct{ current, want string }{
+		{"none", ""},
+		{"proxy proxy.corp.example:3128", "system proxy (fake): proxy proxy.corp.example:3128; the agent does not follow it: if only that proxy gets out, set --upstream-proxy to it"},
+		{"proxy 127.0.0.1:8080", "system proxy (fake): proxy 127.0.0.1:8080, which is this agent"},
+	} {
+		sys.current = tc.current
+		got := strings.Join(systemProxyLine(context.Background(), own), "")
+		if got != tc.want {
+			t.Errorf("system proxy %q: doctor says %q, want %q", tc.current, got, tc.want)
+		}
+	}
+}
 
 func TestProxyOnAndOff(t *testing.T) {
 	sys := &fakeProxy{current: "direct"}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 )
@@ -53,6 +54,28 @@ func (g GNOME) Save(ctx context.Context) (json.RawMessage, error) {
 		saved[k[0]+" "+k[1]] = v
 	}
 	return json.Marshal(saved)
+}
+
+func (g GNOME) Describe(raw json.RawMessage) string {
+	var saved gnomeSaved
+	if json.Unmarshal(raw, &saved) != nil {
+		return "unreadable"
+	}
+	unquote := func(k string) string { return strings.Trim(saved[k], "'") }
+	switch unquote("org.gnome.system.proxy mode") {
+	case "manual":
+		host, port := unquote("org.gnome.system.proxy.https host"), saved["org.gnome.system.proxy.https port"]
+		if host == "" {
+			return "manual, with no HTTPS proxy"
+		}
+		return "proxy " + net.JoinHostPort(host, port)
+	case "auto":
+		if u := unquote("org.gnome.system.proxy autoconfig-url"); u != "" {
+			return "PAC " + u
+		}
+		return "automatic (WPAD)"
+	}
+	return "none"
 }
 
 func (g GNOME) Apply(ctx context.Context, s Setting, raw json.RawMessage) error {

@@ -106,6 +106,9 @@ func TestGNOMEWithRealGSettings(t *testing.T) {
 	if got := get("org.gnome.system.proxy", "mode"); got != "'auto'" {
 		t.Errorf("mode after On = %s, want 'auto'", got)
 	}
+	if got, err := Current(ctx, GNOME{}); err != nil || got != "PAC http://127.0.0.1:8080/proxy.pac" {
+		t.Errorf("Current after On = %q, %v", got, err)
+	}
 	if got := get("org.gnome.system.proxy", "autoconfig-url"); got != "'http://127.0.0.1:8080/proxy.pac'" {
 		t.Errorf("autoconfig-url after On = %s", got)
 	}
@@ -121,6 +124,9 @@ func TestGNOMEWithRealGSettings(t *testing.T) {
 	}
 	if got := get("org.gnome.system.proxy", "mode"); got != beforeMode {
 		t.Errorf("mode after Off = %s, want %s", got, beforeMode)
+	}
+	if got, err := Current(ctx, GNOME{}); err != nil || got != "none" {
+		t.Errorf("Current after Off = %q, %v; want none (mode %s)", got, err, beforeMode)
 	}
 	if got := get("org.gnome.system.proxy", "ignore-hosts"); got != beforeIgnore {
 		t.Errorf("ignore-hosts after Off = %s, want %s", got, beforeIgnore)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strings"
 )
@@ -87,6 +88,27 @@ func (n NetworkSetup) getProxy(ctx context.Context, verb, service string) (macPr
 	}
 	f := fields(out)
 	return macProxy{Enabled: f["Enabled"] == "Yes", Server: f["Server"], Port: f["Port"]}, nil
+}
+
+func (n NetworkSetup) Describe(raw json.RawMessage) string {
+	var saved map[string]macService
+	if json.Unmarshal(raw, &saved) != nil {
+		return "unreadable"
+	}
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(saved)) {
+		svc := saved[name]
+		switch {
+		case svc.AutoOn && svc.AutoURL != "":
+			parts = append(parts, name+": PAC "+svc.AutoURL)
+		case svc.SecureWeb.Enabled:
+			parts = append(parts, name+": proxy "+net.JoinHostPort(svc.SecureWeb.Server, svc.SecureWeb.Port))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (n NetworkSetup) Save(ctx context.Context) (json.RawMessage, error) {

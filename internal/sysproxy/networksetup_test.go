@@ -178,6 +178,15 @@ func TestNetworkSetupSetsEveryEnabledServiceAndRestoresIt(t *testing.T) {
 				t.Fatal(err)
 			}
 			on := fake.snapshot()
+			want := "USB 10/100/1000 LAN: proxy 127.0.0.1:8080; Wi-Fi: proxy 127.0.0.1:8080"
+			if tc.s.PACURL != "" {
+				want = "USB 10/100/1000 LAN: PAC " + tc.s.PACURL + "; Wi-Fi: PAC " + tc.s.PACURL
+			}
+			logged := len(fake.log)
+			if got, err := Current(ctx, sys); err != nil || got != want {
+				t.Errorf("Current after On = %q, %v; want %q", got, err, want)
+			}
+			fake.log = fake.log[:logged] // reads only: not part of the golden changes
 			for _, svc := range []string{"Wi-Fi", "USB 10/100/1000 LAN"} {
 				got := on[svc]
 				if tc.s.Server != "" && (!got.Web.Enabled || got.Web.Server != "127.0.0.1" || got.Web.Port != "8080" ||

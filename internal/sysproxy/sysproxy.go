@@ -79,6 +79,18 @@ type System interface {
 	Apply(ctx context.Context, s Setting, saved json.RawMessage) error
 	// Restore puts back what Save returned.
 	Restore(ctx context.Context, saved json.RawMessage) error
+	// Describe says, in a few words, where what Save returned sends
+	// programs: "none", "proxy HOST:PORT", "PAC URL".
+	Describe(saved json.RawMessage) string
+}
+
+// Current says where the system's proxy setting sends programs now.
+func Current(ctx context.Context, sys System) (string, error) {
+	saved, err := sys.Save(ctx)
+	if err != nil {
+		return "", err
+	}
+	return sys.Describe(saved), nil
 }
 
 // ErrUnsupported means this system has no proxy setting Fluidity can set.
@@ -95,6 +107,7 @@ func (u Unsupported) err() error {
 func (u Unsupported) Save(context.Context) (json.RawMessage, error)         { return nil, u.err() }
 func (u Unsupported) Apply(context.Context, Setting, json.RawMessage) error { return u.err() }
 func (u Unsupported) Restore(context.Context, json.RawMessage) error        { return u.err() }
+func (u Unsupported) Describe(json.RawMessage) string                       { return "none" }
 
 // StateFile is the name of the file, in the state directory, that holds
 // the saved setting while Fluidity's is applied.

@@ -30,6 +30,11 @@ func (m *memSystem) Apply(_ context.Context, s Setting, _ json.RawMessage) error
 func (m *memSystem) Restore(_ context.Context, raw json.RawMessage) error {
 	return json.Unmarshal(raw, &m.current)
 }
+func (m *memSystem) Describe(raw json.RawMessage) string {
+	var s string
+	json.Unmarshal(raw, &s)
+	return s
+}
 
 func TestOnSavesAndOffRestores(t *testing.T) {
 	ctx, dir := context.Background(), t.TempDir()

@@ -95,6 +95,30 @@ func (w WinINet) Save(context.Context) (json.RawMessage, error) {
 	return json.Marshal(saved)
 }
 
+func (w WinINet) Describe(raw json.RawMessage) string {
+	var saved map[string]winValue
+	if json.Unmarshal(raw, &saved) != nil {
+		return "unreadable"
+	}
+	str := func(name string) string {
+		if v := saved[name].String; v != nil {
+			return strings.TrimSpace(*v)
+		}
+		return ""
+	}
+	var parts []string
+	if u := str("AutoConfigURL"); u != "" {
+		parts = append(parts, "PAC "+u)
+	}
+	if v := saved["ProxyEnable"].DWord; v != nil && *v != 0 && str("ProxyServer") != "" {
+		parts = append(parts, "proxy "+str("ProxyServer"))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
+}
+
 func (w WinINet) Apply(_ context.Context, s Setting, raw json.RawMessage) error {
 	var saved map[string]winValue
 	if err := json.Unmarshal(raw, &saved); err != nil {

@@ -80,10 +80,20 @@ func TestWinINetSetsReadsBackAndRestores(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if got, err := Current(ctx, WinINet{}); err != nil || got != "PAC http://wpad.corp.example/wpad.dat" {
+				t.Errorf("Current before On = %q, %v; want the user's PAC file", got, err)
+			}
 			if err := On(ctx, WinINet{}, dir, tc.s); err != nil {
 				t.Fatal(err)
 			}
 			tc.want()
+			want := "proxy " + tc.s.Server
+			if tc.s.PACURL != "" {
+				want = "PAC " + tc.s.PACURL
+			}
+			if got, err := Current(ctx, WinINet{}); err != nil || got != want {
+				t.Errorf("Current after On = %q, %v; want %q", got, err, want)
+			}
 			if _, err := Off(ctx, WinINet{}, dir); err != nil {
 				t.Fatal(err)
 			}
