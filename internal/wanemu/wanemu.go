@@ -15,6 +15,13 @@
 // that drops everything for a while and then recovers does; nothing is
 // lost.
 //
+// A connection can also stall on its own (Config.StallFor, StallConn):
+// that is what a lost packet looks like from outside one TCP connection.
+// The receiver gets nothing of that connection past the hole until the
+// sender retransmits, one retransmission timeout later for a tail loss;
+// the other connections on the path go on flowing. Such a stall holds one
+// direction of one connection and loses nothing.
+//
 // What it does not model: packet loss and reordering inside TCP (and so
 // TCP's congestion control and retransmission timers on the path: the
 // relay's own TCP connections are loopback ones), jitter, and a delay that
@@ -26,6 +33,7 @@ package wanemu
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -45,6 +53,17 @@ type Config struct {
 	// of the round trip (2 × Delay × Rate), at least 64 KiB; with no Rate,
 	// 32 MiB.
 	Queue int64
+	// StallFor and StallBytes emulate loss inside each connection: every
+	// byte a connection carries, either way, has a 1-in-StallBytes chance
+	// of being "lost", and then that direction of that connection delivers
+	// nothing from that byte on for StallFor, as a retransmission timeout
+	// would hold it. Other connections are not held. Loss is per byte, not
+	// per second, so that a connection carrying more (one link carrying
+	// many streams) stalls as often as the connections it stands for
+	// would together. If either is zero, connections do not stall on
+	// their own.
+	StallFor   time.Duration
+	StallBytes int64
 }
 
 // chunkSize is the most the relay reads at once: small enough that the
@@ -55,6 +74,7 @@ const chunkSize = 16 << 10
 // Relay is a running emulated path to one target.
 type Relay struct {
 	target string
+	cfg    Config
 	ln     net.Listener
 	up     *direction // client → target
 	down   *direction // target → client
@@ -65,6 +85,7 @@ type Relay struct {
 	stallUntil time.Time             // guarded by mu
 	cutAt      time.Time             // guarded by mu; connections accepted before it are cut
 	conns      map[net.Conn]struct{} // guarded by mu
+	byClient   map[string]*connStall // guarded by mu; by the client's address
 	closed     bool                  // guarded by mu
 
 	wg sync.WaitGroup // the accept loop and every connection's goroutines
@@ -77,10 +98,12 @@ func New(target string, cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	r := &Relay{
-		target:  target,
-		ln:      ln,
-		conns:   make(map[net.Conn]struct{}),
-		closing: make(chan struct{}),
+		target:   target,
+		cfg:      cfg,
+		ln:       ln,
+		conns:    make(map[net.Conn]struct{}),
+		byClient: make(map[string]*connStall),
+		closing:  make(chan struct{}),
 	}
 	r.up = newDirection(cfg)
 	r.down = newDirection(cfg)
@@ -110,6 +133,64 @@ func (r *Relay) Cut() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cutAt = time.Now()
+}
+
+// StallConn holds both directions of the one connection whose client end
+// is at client (the address the client dialled from) for d from now, as
+// Stall does for all of them; other connections go on flowing. It reports
+// false if no such connection is open.
+func (r *Relay) StallConn(client net.Addr, d time.Duration) bool {
+	r.mu.Lock()
+	cs := r.byClient[client.String()]
+	r.mu.Unlock()
+	if cs == nil {
+		return false
+	}
+	now := time.Now()
+	cs.up.hold(now, now.Add(d))
+	cs.down.hold(now, now.Add(d))
+	return true
+}
+
+// connStall is one connection's own stalls, one per direction.
+type connStall struct{ up, down stallWindow }
+
+// stallWindow holds the segments that arrive from 'from' on until 'until':
+// those behind a lost byte, until its retransmission.
+type stallWindow struct {
+	mu          sync.Mutex
+	from, until time.Time // guarded by mu
+}
+
+func (w *stallWindow) hold(from, until time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if until.After(w.until) {
+		if !w.until.After(from) {
+			w.from = from
+		}
+		w.until = until
+	}
+}
+
+// heldUntil is when a segment arriving at arrive may be delivered, if the
+// window holds it, or the zero time.
+func (w *stallWindow) heldUntil(arrive time.Time) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !arrive.Before(w.from) && arrive.Before(w.until) {
+		return w.until
+	}
+	return time.Time{}
+}
+
+// lose decides whether one of n bytes just read is lost (see
+// Config.StallBytes).
+func (r *Relay) lose(n int) bool {
+	if r.cfg.StallFor <= 0 || r.cfg.StallBytes <= 0 {
+		return false
+	}
+	return rand.Float64() < float64(n)/float64(r.cfg.StallBytes)
 }
 
 func (r *Relay) isCut(accepted time.Time) bool {
@@ -193,6 +274,16 @@ func (r *Relay) serve(client net.Conn, accepted time.Time) {
 	}
 	defer r.untrack(client)
 	defer r.untrack(server)
+	cs := &connStall{}
+	key := client.RemoteAddr().String()
+	r.mu.Lock()
+	r.byClient[key] = cs
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.byClient, key)
+		r.mu.Unlock()
+	}()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	fail := func() { abort(client); abort(server) }
@@ -200,11 +291,11 @@ func (r *Relay) serve(client net.Conn, accepted time.Time) {
 	// first bytes leave then at the earliest.
 	go func() {
 		defer wg.Done()
-		r.pump(r.up, client, server, accepted, accepted.Add(2*r.up.delay), fail)
+		r.pump(r.up, &cs.up, client, server, accepted, accepted.Add(2*r.up.delay), fail)
 	}()
 	go func() {
 		defer wg.Done()
-		r.pump(r.down, server, client, accepted, time.Time{}, fail)
+		r.pump(r.down, &cs.down, server, client, accepted, time.Time{}, fail)
 	}()
 	wg.Wait()
 	client.Close()
@@ -237,8 +328,9 @@ type segment struct {
 
 // pump carries src's bytes to dst through dir: a reader puts segments on
 // the path, a writer delivers them when they arrive. Nothing leaves before
-// notBefore. An error either way calls fail, which resets both sides.
-func (r *Relay) pump(dir *direction, src, dst net.Conn, accepted, notBefore time.Time, fail func()) {
+// notBefore; own holds what this connection's own stalls hold. An error
+// either way calls fail, which resets both sides.
+func (r *Relay) pump(dir *direction, own *stallWindow, src, dst net.Conn, accepted, notBefore time.Time, fail func()) {
 	line := make(chan segment, 4096)
 	done := make(chan struct{}) // closed by the writer when it stops
 	go func() {
@@ -259,6 +351,12 @@ func (r *Relay) pump(dir *direction, src, dst net.Conn, accepted, notBefore time
 					ok = r.sleepUntil(time.Now().Add(100 * 365 * 24 * time.Hour))
 				}
 				if until := r.stalledUntil(); ok && until.After(time.Now()) {
+					ok = r.sleepUntil(until)
+					if ok {
+						continue
+					}
+				}
+				if until := own.heldUntil(seg.arrive); ok && until.After(time.Now()) {
 					ok = r.sleepUntil(until)
 					if ok {
 						continue
@@ -297,7 +395,13 @@ func (r *Relay) pump(dir *direction, src, dst net.Conn, accepted, notBefore time
 			if !r.sleepUntil(notBefore) || !dir.admit(n) {
 				return
 			}
-			line <- segment{data: buf[:n], arrive: dir.schedule(n)}
+			arrive := dir.schedule(n)
+			if r.lose(n) {
+				// This segment and what follows it on this connection
+				// arrive StallFor late: the retransmission's wait.
+				own.hold(arrive, arrive.Add(r.cfg.StallFor))
+			}
+			line <- segment{data: buf[:n], arrive: arrive}
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
