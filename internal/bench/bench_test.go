@@ -326,6 +326,10 @@ func TestSmoke(t *testing.T) {
 		f := runWANPageLoad(t, 20*time.Millisecond, wanTiny)
 		t.Logf("%v", f.v)
 	})
+	t.Run("WAN: page load over a lossy path, one link and pools", func(t *testing.T) {
+		f := runWANLossyPageLoad(t, 20*time.Millisecond, wanTiny)
+		t.Logf("%v", f.v)
+	})
 	t.Run("WAN: bulk through every path", func(t *testing.T) {
 		f := runWANBulk(t, 20*time.Millisecond, 50, wanTiny)
 		if f.v["of-limit"] > 1.05 || f.v["of-limit-direct"] > 1.05 {

@@ -296,7 +296,16 @@ func newStackWith(tb testing.TB, opts stackOptions) *stack {
 	if opts.relay != nil {
 		linkAddr = opts.relay(exitAddr)
 	}
-	s.agentAddr = freeAddr(tb)
+	s.agentAddr, s.agent = s.startAgent(tb, opts, linkAddr)
+	return s
+}
+
+// startAgent starts one more agent of the stack, reaching the exit at
+// linkAddr, and waits until a CONNECT through it reaches the origin.
+func (s *stack) startAgent(tb testing.TB, opts stackOptions, linkAddr string) (string, *proc) {
+	tb.Helper()
+	fluidity, _ := build(tb)
+	addr := freeAddr(tb)
 	env := opts.agentEnv
 	if env == nil {
 		env = cleanEnv()
@@ -305,12 +314,12 @@ func newStackWith(tb testing.TB, opts stackOptions) *stack {
 	if opts.originArgs != nil {
 		agentArgs = append(slices.Clone(agentArgs), opts.originArgs(s.origin)...)
 	}
-	s.agent = startProcEnv(tb, "fluidity agent", env, false, fluidity, append([]string{"agent",
-		"--listen", s.agentAddr, "--server", linkAddr, "--certs", certsDir(),
+	agent := startProcEnv(tb, "fluidity agent", env, false, fluidity, append([]string{"agent",
+		"--listen", addr, "--server", linkAddr, "--certs", certsDir(),
 		"--log-level", "warn", "--shutdown-timeout", "1s"}, agentArgs...)...)
-	waitListening(tb, s.agent, s.agentAddr)
-	s.warmUp(tb)
-	return s
+	waitListening(tb, agent, addr)
+	s.warmUp(tb, addr, agent)
+	return addr, agent
 }
 
 // freeAddr returns a loopback address with a port that was free just now.
@@ -341,26 +350,26 @@ func waitListening(tb testing.TB, p *proc, addr string) {
 	}
 }
 
-// warmUp proves the path: CONNECT through the agent, GET /small.
-func (s *stack) warmUp(tb testing.TB) {
+// warmUp proves the path: CONNECT through the agent at addr, GET /small.
+func (s *stack) warmUp(tb testing.TB, addr string, agent *proc) {
 	tb.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		err := s.connectGet()
+		err := s.connectGet(addr)
 		if err == nil {
 			return
 		}
 		s.exit.checkAlive(tb)
-		s.agent.checkAlive(tb)
+		agent.checkAlive(tb)
 		if time.Now().After(deadline) {
-			tb.Fatalf("no CONNECT through the agent after 20s: %v\nagent:\n%s\nexit:\n%s", err, s.agent.stderr, s.exit.stderr)
+			tb.Fatalf("no CONNECT through the agent after 20s: %v\nagent:\n%s\nexit:\n%s", err, agent.stderr, s.exit.stderr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-func (s *stack) connectGet() error {
-	c, err := net.DialTimeout("tcp", s.agentAddr, 5*time.Second)
+func (s *stack) connectGet(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return err
 	}

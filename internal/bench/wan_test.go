@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,11 +32,12 @@ var wanPaths = []time.Duration{40 * time.Millisecond, 150 * time.Millisecond}
 type wanSizes struct {
 	ttfbRounds int           // sequential new HTTPS connections per mode
 	pageLoads  int           // page loads per mode
+	lossyLoads int           // page loads per mode over a lossy path
 	bulkFor    time.Duration // about how long each bulk transfer takes at the relay's rate
 }
 
-var wanFull = wanSizes{ttfbRounds: 10, pageLoads: 3, bulkFor: 6 * time.Second}
-var wanTiny = wanSizes{ttfbRounds: 2, pageLoads: 1, bulkFor: 300 * time.Millisecond}
+var wanFull = wanSizes{ttfbRounds: 10, pageLoads: 3, lossyLoads: 9, bulkFor: 6 * time.Second}
+var wanTiny = wanSizes{ttfbRounds: 2, pageLoads: 1, lossyLoads: 1, bulkFor: 300 * time.Millisecond}
 
 // newRelay starts a relay to target for the benchmark's lifetime.
 func newRelay(tb testing.TB, target string, cfg wanemu.Config) *wanemu.Relay {
@@ -54,18 +57,20 @@ type wanStack struct {
 	link        *wanemu.Relay // agent → exit
 	directTLS   *wanemu.Relay // client → the origin's TLS source
 	directHTTPS *wanemu.Relay // client → the origin's HTTPS server
+	opts        stackOptions
 }
 
 func newWANStack(tb testing.TB, cfg wanemu.Config, agentArgs ...string) *wanStack {
 	tb.Helper()
 	w := &wanStack{}
-	w.stack = newStackWith(tb, stackOptions{agentArgs: agentArgs, relay: func(exit string) string {
+	w.opts = stackOptions{agentArgs: agentArgs, relay: func(exit string) string {
 		w.link = newRelay(tb, exit, cfg)
 		return w.link.Addr()
 	}, originArgs: func(o originAddrs) []string {
 		// The origin's TLS ports stand for 443: clients speak first there.
 		return []string{"--fast-open-ports", port(o.TLS) + "," + port(o.HTTPS)}
-	}})
+	}}
+	w.stack = newStackWith(tb, w.opts)
 	w.directTLS = newRelay(tb, w.origin.TLS, cfg)
 	w.directHTTPS = newRelay(tb, w.origin.HTTPS, cfg)
 	return w
@@ -186,6 +191,69 @@ func runWANPageLoad(tb testing.TB, rtt time.Duration, sz wanSizes) figures {
 	f.set("rtts-connect", w.page(tb, sz.pageLoads, rtt, "connect", w.agentAddr))
 	if ssh != "" {
 		f.set("rtts-ssh", w.page(tb, sz.pageLoads, rtt, "socks", ssh))
+	}
+	return f
+}
+
+// lossyPath is a path of round trip rtt with loss inside TCP at about
+// 1.4 %: one byte in 100 kB (a 1448-byte segment in 69) is "lost", and its
+// connection, that way, delivers nothing more for 200 ms plus a round trip,
+// the retransmission timeout Linux arrives at on a steady path (its 200 ms
+// floor plus the smoothed round trip). Every loss is taken to cost a
+// timeout, the worst case: a fast retransmit would cost about one round
+// trip.
+func lossyPath(rtt time.Duration) wanemu.Config {
+	return wanemu.Config{Delay: rtt / 2, StallFor: 200*time.Millisecond + rtt, StallBytes: 100e3}
+}
+
+// BenchmarkWANLossyPageLoad is WANPageLoad's page over a lossy path (see
+// lossyPath), to weigh one link against a pool: straight through the
+// relay (6 TCP connections, each stalled on its own), through one agent
+// (one link carrying the 6 streams, all held by each of its stalls), and
+// through 2 and 3 agents on the same exit, each with its own link through
+// the relay, the 6 connections spread over them in turn: what a pool of
+// 2 or 3 links in one agent would do.
+func BenchmarkWANLossyPageLoad(b *testing.B) {
+	for _, rtt := range wanPaths {
+		b.Run(rttName(rtt), func(b *testing.B) {
+			var m metrics
+			for range b.N {
+				f := runWANLossyPageLoad(b, rtt, wanFull)
+				f.addTo(&m)
+			}
+			m.report(b)
+			b.Logf("%v, loss as stalls of %v per 100 kB: page load (30 objects, 6 connections), median round trips: direct %.2f, one link %.2f, pool of 2 links %.2f, of 3 links %.2f",
+				rtt, lossyPath(rtt).StallFor, m.mean("rtts-direct"), m.mean("rtts-link1"), m.mean("rtts-pool2"), m.mean("rtts-pool3"))
+		})
+	}
+}
+
+func runWANLossyPageLoad(tb testing.TB, rtt time.Duration, sz wanSizes) figures {
+	w := newWANStack(tb, lossyPath(rtt))
+	agents := []string{w.agentAddr}
+	for range 2 {
+		addr, _ := w.startAgent(tb, w.opts, w.link.Addr())
+		agents = append(agents, addr)
+	}
+	modes := []struct{ name, mode, proxy string }{
+		{"rtts-direct", "direct", ""},
+		{"rtts-link1", "connect", agents[0]},
+		{"rtts-pool2", "connect", strings.Join(agents[:2], ",")},
+		{"rtts-pool3", "connect", strings.Join(agents, ",")},
+	}
+	// One load of each in turn, so that a slower moment of the machine
+	// falls on all of them alike.
+	got := make(map[string][]float64)
+	for range sz.lossyLoads {
+		for _, m := range modes {
+			got[m.name] = append(got[m.name], w.page(tb, 1, rtt, m.mode, m.proxy))
+		}
+	}
+	var f figures
+	for _, m := range modes {
+		v := got[m.name]
+		slices.Sort(v)
+		f.set(m.name, v[len(v)/2])
 	}
 	return f
 }
