@@ -327,7 +327,7 @@ func TestSmoke(t *testing.T) {
 		t.Logf("%v", f.v)
 	})
 	t.Run("WAN: page load over a lossy path, one link and pools", func(t *testing.T) {
-		f := runWANLossyPageLoad(t, 20*time.Millisecond, wanTiny)
+		f := runWANLossyPageLoad(t, 20*time.Millisecond, true, wanTiny)
 		t.Logf("%v", f.v)
 	})
 	t.Run("WAN: bulk through every path", func(t *testing.T) {

@@ -36,7 +36,7 @@ type wanSizes struct {
 	bulkFor    time.Duration // about how long each bulk transfer takes at the relay's rate
 }
 
-var wanFull = wanSizes{ttfbRounds: 10, pageLoads: 3, lossyLoads: 9, bulkFor: 6 * time.Second}
+var wanFull = wanSizes{ttfbRounds: 10, pageLoads: 3, lossyLoads: 21, bulkFor: 6 * time.Second}
 var wanTiny = wanSizes{ttfbRounds: 2, pageLoads: 1, lossyLoads: 1, bulkFor: 300 * time.Millisecond}
 
 // newRelay starts a relay to target for the benchmark's lifetime.
@@ -212,24 +212,35 @@ func lossyPath(rtt time.Duration) wanemu.Config {
 // (one link carrying the 6 streams, all held by each of its stalls), and
 // through 2 and 3 agents on the same exit, each with its own link through
 // the relay, the 6 connections spread over them in turn: what a pool of
-// 2 or 3 links in one agent would do.
+// 2 or 3 links in one agent would do. The same without loss (loss=none)
+// shows what the pool costs where nothing is lost.
 func BenchmarkWANLossyPageLoad(b *testing.B) {
 	for _, rtt := range wanPaths {
-		b.Run(rttName(rtt), func(b *testing.B) {
-			var m metrics
-			for range b.N {
-				f := runWANLossyPageLoad(b, rtt, wanFull)
-				f.addTo(&m)
+		for _, lossy := range []bool{true, false} {
+			name := rttName(rtt) + "/loss=1.4%"
+			if !lossy {
+				name = rttName(rtt) + "/loss=none"
 			}
-			m.report(b)
-			b.Logf("%v, loss as stalls of %v per 100 kB: page load (30 objects, 6 connections), median round trips: direct %.2f, one link %.2f, pool of 2 links %.2f, of 3 links %.2f",
-				rtt, lossyPath(rtt).StallFor, m.mean("rtts-direct"), m.mean("rtts-link1"), m.mean("rtts-pool2"), m.mean("rtts-pool3"))
-		})
+			b.Run(name, func(b *testing.B) {
+				var m metrics
+				for range b.N {
+					f := runWANLossyPageLoad(b, rtt, lossy, wanFull)
+					f.addTo(&m)
+				}
+				m.report(b)
+				b.Logf("%s: page load (30 objects, 6 connections), median round trips: direct %.2f, one link %.2f, pool of 2 links %.2f, of 3 links %.2f",
+					name, m.mean("rtts-direct"), m.mean("rtts-link1"), m.mean("rtts-pool2"), m.mean("rtts-pool3"))
+			})
+		}
 	}
 }
 
-func runWANLossyPageLoad(tb testing.TB, rtt time.Duration, sz wanSizes) figures {
-	w := newWANStack(tb, lossyPath(rtt))
+func runWANLossyPageLoad(tb testing.TB, rtt time.Duration, lossy bool, sz wanSizes) figures {
+	cfg := wanemu.Config{Delay: rtt / 2}
+	if lossy {
+		cfg = lossyPath(rtt)
+	}
+	w := newWANStack(tb, cfg)
 	agents := []string{w.agentAddr}
 	for range 2 {
 		addr, _ := w.startAgent(tb, w.opts, w.link.Addr())
@@ -254,6 +265,7 @@ func runWANLossyPageLoad(tb testing.TB, rtt time.Duration, sz wanSizes) figures 
 		v := got[m.name]
 		slices.Sort(v)
 		f.set(m.name, v[len(v)/2])
+		tb.Logf("%v, %s: %.1f", rtt, m.name, v)
 	}
 	return f
 }
