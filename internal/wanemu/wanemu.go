@@ -22,9 +22,10 @@
 // the other connections on the path go on flowing. Such a stall holds one
 // direction of one connection and loses nothing.
 //
-// What it does not model: packet loss and reordering inside TCP (and so
-// TCP's congestion control and retransmission timers on the path: the
-// relay's own TCP connections are loopback ones), jitter, and a delay that
+// What it does not model: packet loss and reordering inside TCP as such
+// (a loss's hole is emulated by the stall above, not its effect on the
+// sender's congestion window; the relay's own TCP connections are
+// loopback ones, which lose nothing), jitter, and a delay that
 // depends on the packet size. The round trip TCP's congestion control would
 // measure is loopback's, so a sender's window grows at once; a real path's
 // slow start is not reproduced.
