@@ -163,13 +163,20 @@ type stallWindow struct {
 	from, until time.Time // guarded by mu
 }
 
+// hold adds [from, until) to the window. One window is kept: a hold after
+// the last one ended replaces it, any other joins it (StallConn's hold
+// from now may begin before a loss's hold of segments still in flight).
 func (w *stallWindow) hold(from, until time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if !w.until.After(from) {
+		w.from, w.until = from, until
+		return
+	}
+	if from.Before(w.from) {
+		w.from = from
+	}
 	if until.After(w.until) {
-		if !w.until.After(from) {
-			w.from = from
-		}
 		w.until = until
 	}
 }
