@@ -129,7 +129,7 @@ func Listen(addr string, allowNonLoopback bool, flag string) (net.Listener, erro
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen address %q: %w (example: 127.0.0.1:8081)", addr, err)
 	}
-	if !allowNonLoopback && !isLoopbackHost(host) {
+	if !allowNonLoopback && !LocalHost(host) {
 		return nil, fmt.Errorf("admin: refusing to listen on %q: it is not a loopback address, and the admin endpoints (status, metrics) have no authentication; use 127.0.0.1 or pass %s", addr, flag)
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -137,14 +137,6 @@ func Listen(addr string, allowNonLoopback bool, flag string) (net.Listener, erro
 		return nil, fmt.Errorf("admin: %w", err)
 	}
 	return ln, nil
-}
-
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // isLoopbackAddr reports whether a is a TCP address on a loopback IP.
@@ -157,7 +149,7 @@ func isLoopbackAddr(a net.Addr) bool {
 // loopback address (see the package documentation).
 func localOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !isLocalHost(r.Host) {
+		if !LocalHost(r.Host) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(http.StatusForbidden)
 			fmt.Fprintf(w, "forbidden: Host %q is not localhost or a loopback address; this admin listener answers local clients only\n", r.Host)
@@ -167,9 +159,11 @@ func localOnly(h http.Handler) http.Handler {
 	})
 }
 
-// isLocalHost reports whether hostport, a Host header with or without a
-// port, names localhost or a loopback address.
-func isLocalHost(hostport string) bool {
+// LocalHost reports whether hostport, a host or a Host header with or
+// without a port, names localhost or a loopback address: what local
+// endpoints answer, so that a web page cannot reach them through a name it
+// rebinds to 127.0.0.1.
+func LocalHost(hostport string) bool {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h

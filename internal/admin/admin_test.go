@@ -145,8 +145,8 @@ func TestIsLocalHost(t *testing.T) {
 			name = "Host " + strconv.Quote(tc.host) + " is not local"
 		}
 		t.Run(name, func(t *testing.T) {
-			if got := isLocalHost(tc.host); got != tc.want {
-				t.Fatalf("isLocalHost(%q) = %v", tc.host, got)
+			if got := LocalHost(tc.host); got != tc.want {
+				t.Fatalf("LocalHost(%q) = %v", tc.host, got)
 			}
 		})
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"fluidity/internal/acceptloop"
+	"fluidity/internal/admin"
 	"fluidity/internal/fastopen"
 	"fluidity/internal/httpproxy"
 	"fluidity/internal/lifecycle"
@@ -203,7 +204,7 @@ func Listen(addr string, allowNonLoopback bool) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: listen address %q: %w (example: 127.0.0.1:8080)", addr, err)
 	}
-	if !allowNonLoopback && !isLoopbackHost(host) {
+	if !allowNonLoopback && !admin.LocalHost(host) {
 		return nil, fmt.Errorf("agent: refusing to listen on %q: it is not a loopback address, so anyone who can reach it could use your exit; use 127.0.0.1 or pass --allow-non-loopback", addr)
 	}
 	// Clients are local: TCP keep-alive probes would find nothing a closed
@@ -230,14 +231,6 @@ func (a addrTakenError) Error() string {
 }
 
 func (a addrTakenError) Is(target error) bool { return target == ErrAddrInUse }
-
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
 
 // Serve runs the link to the exit and serves clients on ln until ctx ends.
 // Then it stops accepting, lets open connections finish for up to

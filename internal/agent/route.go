@@ -4,7 +4,8 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"strings"
+
+	"fluidity/internal/admin"
 )
 
 // dialRouted is the front-ends' Dial: a target the split-routing rules
@@ -43,11 +44,7 @@ func (a *Agent) servePAC(w http.ResponseWriter, r *http.Request) bool {
 	if r.URL.Host != "" || r.URL.Path != PACPath || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
 		return false
 	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	if !isLoopbackHost(strings.Trim(host, "[]")) {
+	if !admin.LocalHost(r.Host) {
 		http.Error(w, "the PAC file is served to loopback names only (http://127.0.0.1:PORT/proxy.pac)", http.StatusForbidden)
 		return true
 	}
