@@ -89,26 +89,9 @@ func runBulk(args []string) error {
 	fs.Parse(args)
 
 	start := time.Now()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		total int64
-		first error
-	)
-	for range *streams {
-		wg.Go(func() {
-			got, err := bulkStream(*mode, *addr, *proxy, *n)
-			mu.Lock()
-			defer mu.Unlock()
-			total += got
-			if err != nil && first == nil {
-				first = err
-			}
-		})
-	}
-	wg.Wait()
-	if first != nil {
-		return first
+	total, err := inParallel(*streams, func(int) (int64, error) { return bulkStream(*mode, *addr, *proxy, *n) })
+	if err != nil {
+		return err
 	}
 	printJSON(BulkResult{Bytes: total, Seconds: time.Since(start).Seconds()})
 	return nil
@@ -365,4 +348,28 @@ func runIdle(args []string) error {
 	printJSON(IdleResult{Open: len(conns)})
 	io.Copy(io.Discard, os.Stdin)
 	return nil
+}
+
+// inParallel runs f(0) … f(n-1) at once and returns the sum of the bytes
+// they moved and the first error.
+func inParallel(n int, f func(i int) (int64, error)) (int64, error) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		total int64
+		first error
+	)
+	for i := range n {
+		wg.Go(func() {
+			got, err := f(i)
+			mu.Lock()
+			defer mu.Unlock()
+			total += got
+			if err != nil && first == nil {
+				first = err
+			}
+		})
+	}
+	wg.Wait()
+	return total, first
 }

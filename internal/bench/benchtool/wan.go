@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -160,29 +159,16 @@ func runPage(args []string) error {
 	var total int64
 	for range *n {
 		t := time.Now()
-		var (
-			wg    sync.WaitGroup
-			mu    sync.Mutex
-			first error
-		)
-		for i := range *conns {
+		got, err := inParallel(*conns, func(i int) (int64, error) {
 			count := *objects / *conns
 			if i < *objects%*conns {
 				count++
 			}
-			wg.Go(func() {
-				got, err := fetchObjects(*mode, *addr, proxies[i%len(proxies)], *target, count, *size)
-				mu.Lock()
-				defer mu.Unlock()
-				total += got
-				if err != nil && first == nil {
-					first = err
-				}
-			})
-		}
-		wg.Wait()
-		if first != nil {
-			return first
+			return fetchObjects(*mode, *addr, proxies[i%len(proxies)], *target, count, *size)
+		})
+		total += got
+		if err != nil {
+			return err
 		}
 		lat = append(lat, time.Since(t))
 	}
