@@ -17,6 +17,14 @@ import (
 type ClientConfig struct {
 	// Addr is the exit server's host:port, for an exit at a fixed address.
 	Addr string
+	// Links is how many links the client keeps to the exit, a pool: each
+	// new stream opens on the one with the fewest open streams and stays
+	// there. On a lossy path a lost segment holds every stream of its TCP
+	// connection until it is sent again, so several links keep one loss
+	// from holding them all (see docs/design.md, "One link or a pool").
+	// Link 0 locates and wakes the exit; the others follow it to the
+	// address where it came up. If zero, 1.
+	Links int
 	// Locator, if set, finds an exit that is started on demand and may
 	// move (see Locator); Addr is then ignored. The client connects only
 	// when a stream needs a link (or at once with WakeOnStart), and goes
@@ -86,18 +94,31 @@ const (
 	StateAsleep LinkState = "asleep"
 )
 
-// Status is a snapshot of a Client's link.
+// Status is a snapshot of a Client's links.
 type Status struct {
+	// State is up while any link is up; otherwise that of link 0, which
+	// locates the exit: connecting, down or asleep; stopped after Run.
 	State      LinkState
 	Since      time.Time // when State began
 	Addr       string    // exit address
-	Reconnects int       // links established after the first
+	Reconnects int       // links established after the first, over all links
 	LastError  string    // why the last link or attempt failed
-	Streams    int       // open streams on the current link
+	Streams    int       // open streams, over all links
 	RTT        time.Duration
+	Links      []LinkStatus // each link of the pool
 }
 
-// Client keeps one tunnel link to an exit server up and opens streams on it.
+// LinkStatus is a snapshot of one link of a Client's pool.
+type LinkStatus struct {
+	State     LinkState // connecting, up, down, asleep or stopped
+	Since     time.Time
+	Streams   int
+	RTT       time.Duration // 0 while down
+	LastError string
+}
+
+// Client keeps a pool of tunnel links to an exit server up (one by
+// default) and opens streams on them.
 type Client struct {
 	cfg ClientConfig // immutable after NewClient
 	log *slog.Logger
@@ -106,19 +127,29 @@ type Client struct {
 	// an asleep Run wakes the exit. Buffered (1), never closed.
 	demand chan struct{}
 
-	mu           sync.Mutex // guards the fields below
-	link         *Conn
-	up           chan struct{} // closed while a link is up; replaced when it goes down
+	mu           sync.Mutex    // guards the fields below
+	slots        []slot        // one per link of the pool
+	upCount      int           // slots with a link up
+	next         int           // where the next tie among links starts, so ties take turns
+	up           chan struct{} // closed while a link is up; replaced when none is
 	failed       chan struct{} // closed when a wake failed, releasing waiting Dials; then replaced
 	waiting      int           // Dials waiting for a link and not yet released by a failed wake
 	wakeFailures int           // failed wakes so far: tells a Dial whether a failure released it
 	addr         string        // the exit's address: Addr, or the last one located
-	state        LinkState
+	state        LinkState     // the pool's, as Status reports it
 	since        time.Time
 	lastErr      error
-	links        int
 	closed       bool
 	runStarted   bool
+}
+
+// slot is one link of the pool.
+type slot struct {
+	link    *Conn // nil while down
+	state   LinkState
+	since   time.Time
+	lastErr error
+	ups     int // links established in this slot
 }
 
 // NewClient checks cfg and returns a Client. Call Run to connect.
@@ -147,6 +178,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.BackoffMax == 0 {
 		cfg.BackoffMax = 30 * time.Second
 	}
+	if cfg.Links == 0 {
+		cfg.Links = 1
+	}
+	if cfg.Links < 0 || cfg.Links > MaxLinks {
+		return nil, fmt.Errorf("tunnel: links must be from 1 to %d, not %d", MaxLinks, cfg.Links)
+	}
 	if cfg.NetDial == nil {
 		d := &net.Dialer{}
 		cfg.NetDial = d.DialContext
@@ -164,6 +201,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		failed: make(chan struct{}),
 		state:  StateConnecting,
 		since:  time.Now(),
+		slots:  make([]slot, cfg.Links),
 	}
 	switch {
 	case cfg.Locator == nil:
@@ -171,8 +209,16 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	case !cfg.WakeOnStart:
 		c.state = StateAsleep
 	}
+	for i := range c.slots {
+		c.slots[i] = slot{state: c.state, since: c.since}
+	}
 	return c, nil
 }
+
+// MaxLinks bounds ClientConfig.Links: an exit limits the links of one
+// client (8 by default), and a few links already take a lossy path's
+// head-of-line blocking away.
+const MaxLinks = 8
 
 // Run connects to the exit and keeps the link up, reconnecting with
 // backoff whenever it fails, until ctx ends. It then closes the link and
@@ -198,13 +244,24 @@ func (c *Client) Run(ctx context.Context) error {
 	defer draining.Wait()
 	drainCtx, stopDraining := context.WithCancel(context.Background())
 	defer stopDraining()
+	drain := func(link *Conn) {
+		draining.Add(1)
+		go func() {
+			defer draining.Done()
+			link.Shutdown(drainCtx)
+		}()
+	}
+	// The pool's other links follow link 0 to the address where it came
+	// up, and stop while the exit sleeps or when it has moved.
+	extra := &extraLinks{c: c, ctx: ctx, drain: drain}
+	defer extra.halt()
 	loc := c.cfg.Locator
 	// With a Locator, addr is "" until the exit is located; proven says a
 	// link came up at addr, and fresh counts failed attempts at an addr
 	// that is not proven yet (an exit just started may not listen yet).
 	addr, proven, fresh := c.cfg.Addr, false, 0
 	asleep, wake := loc != nil && !c.cfg.WakeOnStart, c.cfg.WakeOnStart
-	failures, flaps := 0, 0
+	r := retrier{c: c}
 	for {
 		if loc != nil && addr == "" {
 			if asleep {
@@ -223,8 +280,12 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			if err != nil || a == "" {
 				asleep = true
+				extra.halt()
 				c.sleep(err)
 				continue
+			}
+			if a != extra.addr {
+				extra.halt()
 			}
 			addr, proven, fresh, wake = a, false, 0, false
 			c.setAddr(a)
@@ -236,84 +297,204 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			return nil
 		}
-		msg, failed := "tunnel link failed", true
-		var upAt time.Time
+		var end linkEnd
 		if err == nil {
-			upAt, proven = time.Now(), true
-			c.setUp(link)
-			select {
-			case <-link.Done():
-			case <-link.GoingAway():
-				if link.GoAwayErr() == nil {
-					// A graceful GOAWAY: the old link drains while a new one
-					// takes new streams, at once.
-					c.setDown(ErrGoAway)
-					c.log.Info("exit is going away; opening a new link", "exit", addr)
-					draining.Add(1)
-					go func() {
-						defer draining.Done()
-						link.Shutdown(drainCtx)
-					}()
-					if c.cfg.OnDrain != nil {
-						c.cfg.OnDrain()
-					}
-					failures = 0
-					if loc != nil {
-						// It may be going to sleep, or be replaced.
-						addr = ""
-					}
-					continue
-				}
-				link.Close()
-			case <-ctx.Done():
-				link.Close()
+			proven = true
+			extra.follow(addr)
+			end = c.hold(ctx, nil, 0, link, addr, drain)
+			if ctx.Err() != nil {
 				return nil
 			}
-			if err = link.GoAwayErr(); err != nil {
-				// The exit refused the link, saying why (a limit, a protocol
-				// error): a failed attempt, backing off like one.
-				msg = "tunnel link refused by the exit"
-			} else {
-				msg, failed = "tunnel link lost", false
-				if err = link.Err(); err == nil {
-					err = ErrLinkClosed
+			if end.drained {
+				r.failures = 0
+				if loc != nil {
+					// It may be going to sleep, or be replaced.
+					addr = ""
 				}
+				continue
 			}
+		} else {
+			end.err = err
 		}
 		if loc != nil {
-			// Ask again where the exit is when a link was lost, or when
-			// the address does not answer.
-			if !failed || proven {
+			// Ask again where the exit is when a link was lost (or
+			// refused), or when a new address does not answer.
+			if proven {
 				addr = ""
 			} else if fresh++; fresh >= freshAttempts {
 				addr = ""
 			}
 		}
-		var delay time.Duration
-		if failed {
-			delay = c.backoff(failures)
-			failures++
-		} else {
-			// A link that came up proved the exit reachable: its loss
-			// starts a new series of attempts, retried at once (within the
-			// jitter). Links that die young escalate on their own scale,
-			// capped at maxFlapDelay, so an exit that accepts and then
-			// drops is not hammered, and one that restarts often is not
-			// left waiting.
-			failures = 0
-			if time.Since(upAt) < flapThreshold {
-				flaps++
-			} else {
-				flaps = 0
-			}
-			delay = min(c.backoff(flaps), maxFlapDelay)
-		}
-		c.setDown(err)
-		c.log.Warn(msg, "exit", c.Status().Addr, "err", err, "retry_in", delay.Round(time.Millisecond))
-		if !sleepCtx(ctx, delay) {
+		if !c.retry(ctx, &r, 0, end) {
 			return nil
 		}
 	}
+}
+
+// extraLinks runs the pool's links after link 0 (see ClientConfig.Links).
+type extraLinks struct {
+	c     *Client
+	ctx   context.Context // Run's
+	drain func(*Conn)
+	addr  string             // where they connect; "" while halted
+	stop  context.CancelFunc // halts them
+	wg    sync.WaitGroup
+}
+
+// follow starts the extra links to addr, where link 0 came up, unless
+// they already connect there.
+func (e *extraLinks) follow(addr string) {
+	if len(e.c.slots) == 1 || e.addr == addr {
+		return
+	}
+	e.halt()
+	ctx, stop := context.WithCancel(e.ctx)
+	e.addr, e.stop = addr, stop
+	for i := 1; i < len(e.c.slots); i++ {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.c.keepLink(e.ctx, ctx, i, addr, e.drain)
+		}()
+	}
+}
+
+// halt stops the extra links and waits until they have: a link that is up
+// drains, keeping its open streams while no new ones open on it.
+func (e *extraLinks) halt() {
+	if e.stop == nil {
+		return
+	}
+	e.stop()
+	e.wg.Wait()
+	e.addr, e.stop = "", nil
+}
+
+// keepLink keeps link i up to addr until halt ends (a halted link that is
+// up drains) or ctx does (it closes): link 0's loop without the locating.
+func (c *Client) keepLink(ctx, halt context.Context, i int, addr string, drain func(*Conn)) {
+	defer c.setAsleep(i)
+	r := retrier{c: c}
+	for {
+		link, err := c.connect(halt, addr)
+		if halt.Err() != nil {
+			if link != nil {
+				link.Close()
+			}
+			return
+		}
+		var end linkEnd
+		if err == nil {
+			end = c.hold(ctx, halt, i, link, addr, drain)
+			if halt.Err() != nil {
+				return
+			}
+			if end.drained {
+				r.failures = 0
+				continue
+			}
+		} else {
+			end.err = err
+		}
+		if !c.retry(halt, &r, i, end) {
+			return
+		}
+	}
+}
+
+// linkEnd is how a link ended, or an attempt to connect failed.
+type linkEnd struct {
+	upAt    time.Time // when the link came up; zero if the attempt failed
+	drained bool      // the exit asked it to go away, or the pool halted it: it drains in the background
+	refused bool      // the exit refused it with a GOAWAY error
+	err     error     // why it ended, unless drained
+}
+
+// hold marks link up as link i and waits until it ends: lost, asked by the
+// exit to go away (it drains while a new link takes new streams, at once),
+// halted (it drains) or ctx ended (it closes). halt may be nil.
+func (c *Client) hold(ctx, halt context.Context, i int, link *Conn, addr string, drain func(*Conn)) linkEnd {
+	c.setUp(i, link)
+	upAt := time.Now()
+	var halted <-chan struct{}
+	if halt != nil {
+		halted = halt.Done()
+	}
+	select {
+	case <-link.Done():
+	case <-link.GoingAway():
+		if link.GoAwayErr() == nil {
+			c.setDown(i, ErrGoAway)
+			c.log.Info("exit is going away; opening a new link", append([]any{"exit", addr}, c.linkAttr(i)...)...)
+			drain(link)
+			if c.cfg.OnDrain != nil {
+				c.cfg.OnDrain()
+			}
+			return linkEnd{upAt: upAt, drained: true}
+		}
+		link.Close()
+	case <-halted:
+		if ctx.Err() == nil {
+			c.setDown(i, nil)
+			drain(link)
+			return linkEnd{upAt: upAt, drained: true}
+		}
+		link.Close()
+		return linkEnd{upAt: upAt, err: ctx.Err()}
+	case <-ctx.Done():
+		link.Close()
+		return linkEnd{upAt: upAt, err: ctx.Err()}
+	}
+	if err := link.GoAwayErr(); err != nil {
+		// The exit refused the link, saying why (a limit, a protocol
+		// error): a failed attempt, backing off like one.
+		return linkEnd{upAt: upAt, refused: true, err: err}
+	}
+	err := link.Err()
+	if err == nil {
+		err = ErrLinkClosed
+	}
+	return linkEnd{upAt: upAt, err: err}
+}
+
+// retrier counts the failures that set the delay before the next attempt
+// of one link.
+type retrier struct {
+	c        *Client
+	failures int // failed attempts in a row
+	flaps    int // links in a row lost young
+}
+
+// retry records how link i's attempt or link ended, logs it and waits
+// before the next attempt. It reports false if ctx ended first.
+func (c *Client) retry(ctx context.Context, r *retrier, i int, end linkEnd) bool {
+	msg := "tunnel link lost"
+	var delay time.Duration
+	if end.upAt.IsZero() || end.refused {
+		msg = "tunnel link failed"
+		if end.refused {
+			msg = "tunnel link refused by the exit"
+		}
+		delay = c.backoff(r.failures)
+		r.failures++
+	} else {
+		// A link that came up proved the exit reachable: its loss starts a
+		// new series of attempts, retried at once (within the jitter).
+		// Links that die young escalate on their own scale, capped at
+		// maxFlapDelay, so an exit that accepts and then drops is not
+		// hammered, and one that restarts often is not left waiting.
+		r.failures = 0
+		if time.Since(end.upAt) < flapThreshold {
+			r.flaps++
+		} else {
+			r.flaps = 0
+		}
+		delay = min(c.backoff(r.flaps), maxFlapDelay)
+	}
+	c.setDown(i, end.err)
+	args := []any{"exit", c.Status().Addr, "err", end.err, "retry_in", delay.Round(time.Millisecond)}
+	c.log.Warn(msg, append(args, c.linkAttr(i)...)...)
+	return sleepCtx(ctx, delay)
 }
 
 // freshAttempts is how many failed attempts a newly located exit gets
@@ -406,9 +587,27 @@ func (c *Client) demanded() bool {
 func (c *Client) setConnecting() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != StateConnecting {
-		c.state = StateConnecting
-		c.since = time.Now()
+	c.setStateLocked(0, StateConnecting)
+}
+
+// setStateLocked sets link i's state, then the pool's. c.mu must be held.
+func (c *Client) setStateLocked(i int, state LinkState) {
+	s := &c.slots[i]
+	now := time.Now()
+	if s.state != state {
+		s.state, s.since = state, now
+	}
+	// The pool is up while any link is; otherwise it is where link 0,
+	// which locates the exit, is.
+	pool := c.slots[0].state
+	switch {
+	case c.closed:
+		pool = StateStopped
+	case c.upCount > 0:
+		pool = StateUp
+	}
+	if c.state != pool {
+		c.state, c.since = pool, now
 	}
 }
 
@@ -423,9 +622,8 @@ func (c *Client) setAddr(addr string) {
 // next Dial wakes the exit again.
 func (c *Client) sleep(err error) {
 	c.mu.Lock()
-	c.state = StateAsleep
-	c.since = time.Now()
-	c.lastErr = err
+	c.lastErr, c.slots[0].lastErr = err, err
+	c.setStateLocked(0, StateAsleep)
 	if err != nil {
 		close(c.failed)
 		c.failed = make(chan struct{})
@@ -440,83 +638,138 @@ func (c *Client) sleep(err error) {
 	}
 }
 
-func (c *Client) setUp(link *Conn) {
-	c.mu.Lock()
-	c.link = link
-	c.state = StateUp
-	c.since = time.Now()
-	c.lastErr = nil
-	c.links++
-	close(c.up)
-	addr := c.addr
-	c.mu.Unlock()
-	c.log.Info("tunnel link up", "exit", addr, "rtt", link.RTT().Round(time.Microsecond))
-}
-
-func (c *Client) setDown(err error) {
+// setAsleep records that link i stopped: the pool's other links follow link
+// 0, and it has no exit to connect to.
+func (c *Client) setAsleep(i int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.link != nil {
-		c.up = make(chan struct{})
-		c.link = nil
-	}
-	if c.state != StateDown {
-		c.state = StateDown
-		c.since = time.Now()
-	}
-	c.lastErr = err
+	c.dropLocked(i)
+	c.setStateLocked(i, StateAsleep)
 }
 
-// setDownIf marks the link down if link is still the current one.
+func (c *Client) setUp(i int, link *Conn) {
+	c.mu.Lock()
+	s := &c.slots[i]
+	s.link, s.lastErr = link, nil
+	s.ups++
+	c.lastErr = nil
+	if c.upCount++; c.upCount == 1 {
+		close(c.up)
+	}
+	c.setStateLocked(i, StateUp)
+	addr := c.addr
+	c.mu.Unlock()
+	c.log.Info("tunnel link up", append([]any{"exit", addr, "rtt", link.RTT().Round(time.Microsecond)}, c.linkAttr(i)...)...)
+}
+
+// dropLocked takes link i out of the pool: new streams no longer open on it.
+func (c *Client) dropLocked(i int) {
+	if c.slots[i].link == nil {
+		return
+	}
+	c.slots[i].link = nil
+	if c.upCount--; c.upCount == 0 {
+		c.up = make(chan struct{})
+	}
+}
+
+// setDown records that link i is down, and why (err nil: it was halted).
+func (c *Client) setDown(i int, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropLocked(i)
+	c.slots[i].lastErr = err
+	if err != nil {
+		c.lastErr = err
+	}
+	c.setStateLocked(i, StateDown)
+}
+
+// setDownIf marks the link down if it is still in the pool.
 func (c *Client) setDownIf(link *Conn, err error) {
 	c.mu.Lock()
-	current := c.link == link
-	c.mu.Unlock()
-	if current {
-		c.setDown(err)
+	defer c.mu.Unlock()
+	for i := range c.slots {
+		if c.slots[i].link == link {
+			c.dropLocked(i)
+			c.slots[i].lastErr, c.lastErr = err, err
+			c.setStateLocked(i, StateDown)
+		}
 	}
 }
 
 func (c *Client) stop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.link != nil {
-		c.up = make(chan struct{})
-		c.link = nil
-	}
 	c.closed = true
-	c.state = StateStopped
-	c.since = time.Now()
+	for i := range c.slots {
+		c.dropLocked(i)
+		c.setStateLocked(i, StateStopped)
+	}
+}
+
+// linkAttr names link i in a log line, when there is more than one.
+func (c *Client) linkAttr(i int) []any {
+	if len(c.slots) == 1 {
+		return nil
+	}
+	return []any{"link", i}
 }
 
 // Up reports whether a link is up.
 func (c *Client) Up() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.link != nil
+	return c.upCount > 0
 }
 
-// Status reports the link's state.
+// Status reports the state of the pool and of each of its links.
 func (c *Client) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := Status{State: c.state, Since: c.since, Addr: c.addr, Reconnects: max(c.links-1, 0)}
+	st := Status{State: c.state, Since: c.since, Addr: c.addr, Links: make([]LinkStatus, len(c.slots))}
 	if c.lastErr != nil {
 		st.LastError = c.lastErr.Error()
 	}
-	if c.link != nil {
-		st.Streams = c.link.NumStreams()
-		st.RTT = c.link.RTT()
+	for i, s := range c.slots {
+		ls := LinkStatus{State: s.state, Since: s.since}
+		st.Reconnects += max(s.ups-1, 0)
+		if s.lastErr != nil {
+			ls.LastError = s.lastErr.Error()
+		}
+		if s.link != nil {
+			ls.Streams, ls.RTT = s.link.NumStreams(), s.link.RTT()
+			st.Streams += ls.Streams
+			if st.RTT == 0 || ls.RTT < st.RTT {
+				st.RTT = ls.RTT
+			}
+		}
+		st.Links[i] = ls
 	}
 	return st
 }
 
-// currentLink returns the link that is up, waiting for one until ctx ends
-// or, with a Locator, until waking the exit fails.
+// pickLocked returns the link up with the fewest open streams, equals
+// taking turns, or nil if none is up.
+func (c *Client) pickLocked() *Conn {
+	var best *Conn
+	n := len(c.slots)
+	for k := range n {
+		l := c.slots[(c.next+k)%n].link
+		if l != nil && (best == nil || l.NumStreams() < best.NumStreams()) {
+			best = l
+		}
+	}
+	c.next = (c.next + 1) % n
+	return best
+}
+
+// currentLink returns a link that is up (see pickLocked), waiting for one
+// until ctx ends or, with a Locator, until waking the exit fails.
 func (c *Client) currentLink(ctx context.Context) (*Conn, error) {
 	for {
 		c.mu.Lock()
-		link, up, failed, closed, lastErr, gen := c.link, c.up, c.failed, c.closed, c.lastErr, c.wakeFailures
+		link, up, failed, closed, lastErr, gen := c.pickLocked(), c.up, c.failed, c.closed, c.lastErr, c.wakeFailures
 		if link == nil && !closed {
 			c.waiting++
 			select {
@@ -531,7 +784,8 @@ func (c *Client) currentLink(ctx context.Context) (*Conn, error) {
 		if link != nil {
 			select {
 			case <-link.Done():
-				// Dead but not yet noticed by Run: wait for the next one.
+				// Dead but not yet noticed by its loop: take another
+				// link, or wait for the next one.
 				c.setDownIf(link, link.Err())
 				continue
 			case <-link.GoingAway():
