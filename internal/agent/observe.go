@@ -322,10 +322,21 @@ type Report struct {
 	BytesDown    int64   `json:"bytes_down"`
 	Reconnects   int     `json:"reconnects"`
 	LastError    string  `json:"last_error,omitempty"`
-	RTTSeconds   float64 `json:"rtt_seconds"` // last ping round trip; 0 while down
+	RTTSeconds   float64 `json:"rtt_seconds"` // last ping round trip, the least over the links up; 0 while none is
+	// Links is each link of the agent's pool to the exit.
+	Links []LinkReport `json:"links"`
 	// Lifecycle is the exit on demand: woken or asleep, its task, this
 	// month's hours; nil for an exit at a fixed address.
 	Lifecycle *lifecycle.Status `json:"lifecycle,omitempty"`
+}
+
+// LinkReport is one link of the agent's pool, in a Report.
+type LinkReport struct {
+	State      string    `json:"state"` // connecting, up, down, asleep or stopped
+	Since      time.Time `json:"since"`
+	Streams    int       `json:"streams"` // open on this link
+	RTTSeconds float64   `json:"rtt_seconds"`
+	LastError  string    `json:"last_error,omitempty"`
 }
 
 // Report returns the agent's status.
@@ -336,6 +347,10 @@ func (a *Agent) Report() Report {
 		State: string(st.State), Since: st.Since, Exit: st.Addr, Identity: a.identity, IAM: a.cfg.IAM, Verified: a.exitIdentity(),
 		OpenStreams: open, StreamsTotal: total, Connections: a.conns.open.Load(),
 		BytesUp: up, BytesDown: down, Reconnects: st.Reconnects, LastError: st.LastError, RTTSeconds: st.RTT.Seconds(),
+	}
+	for _, l := range st.Links {
+		r.Links = append(r.Links, LinkReport{State: string(l.State), Since: l.Since, Streams: l.Streams,
+			RTTSeconds: l.RTT.Seconds(), LastError: l.LastError})
 	}
 	if p := a.listenAddr.Load(); p != nil {
 		r.Listen = *p
@@ -383,8 +398,19 @@ func (a *Agent) Snapshot() metrics.AgentSnapshot {
 	st := a.client.Status()
 	open, total, up, down := a.streams.counts()
 	return metrics.AgentSnapshot{
-		LinkState: string(st.State), LinkSince: st.Since, Reconnects: st.Reconnects, RTT: st.RTT,
+		LinkState: string(st.State), LinkSince: st.Since, LinksUp: linksUp(st), Reconnects: st.Reconnects, RTT: st.RTT,
 		ConnsOpen: a.conns.open.Load(), ConnsRefused: a.conns.refused.Load(),
 		StreamsOpen: open, StreamsTotal: total, BytesUp: up, BytesDown: down,
 	}
+}
+
+// linksUp counts the links of st that are up.
+func linksUp(st tunnel.Status) int {
+	n := 0
+	for _, l := range st.Links {
+		if l.State == tunnel.StateUp {
+			n++
+		}
+	}
+	return n
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -208,11 +207,10 @@ func lossyPath(rtt time.Duration) wanemu.Config {
 
 // BenchmarkWANLossyPageLoad is WANPageLoad's page over a lossy path (see
 // lossyPath), to weigh one link against a pool: straight through the
-// relay (6 TCP connections, each stalled on its own), through one agent
-// (one link carrying the 6 streams, all held by each of its stalls), and
-// through 2 and 3 agents on the same exit, each with its own link through
-// the relay, the 6 connections spread over them in turn: what a pool of
-// 2 or 3 links in one agent would do. The same without loss (loss=none)
+// relay (6 TCP connections, each stalled on its own), and through agents
+// with a pool of 1, 2 and 3 links (--links) to the same exit through the
+// relay: one link carries the 6 streams, all held by each of its stalls;
+// a pool spreads them over its links. The same without loss (loss=none)
 // shows what the pool costs where nothing is lost.
 func BenchmarkWANLossyPageLoad(b *testing.B) {
 	for _, rtt := range wanPaths {
@@ -240,17 +238,18 @@ func runWANLossyPageLoad(tb testing.TB, rtt time.Duration, lossy bool, sz wanSiz
 	if lossy {
 		cfg = lossyPath(rtt)
 	}
-	w := newWANStack(tb, cfg)
-	agents := []string{w.agentAddr}
-	for range 2 {
-		addr, _ := w.startAgent(tb, w.opts, w.link.Addr())
-		agents = append(agents, addr)
+	w := newWANStack(tb, cfg, "--links", "1")
+	pool := func(n int) string {
+		opts := w.opts
+		opts.agentArgs = []string{"--links", strconv.Itoa(n)}
+		addr, _ := w.startAgent(tb, opts, w.link.Addr())
+		return addr
 	}
 	modes := []struct{ name, mode, proxy string }{
 		{"rtts-direct", "direct", ""},
-		{"rtts-link1", "connect", agents[0]},
-		{"rtts-pool2", "connect", strings.Join(agents[:2], ",")},
-		{"rtts-pool3", "connect", strings.Join(agents, ",")},
+		{"rtts-link1", "connect", w.agentAddr},
+		{"rtts-pool2", "connect", pool(2)},
+		{"rtts-pool3", "connect", pool(3)},
 	}
 	// One load of each in turn, so that a slower moment of the machine
 	// falls on all of them alike.

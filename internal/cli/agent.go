@@ -41,6 +41,7 @@ type agentConfig struct {
 	Cert             string           `yaml:"cert" help:"client certificate file (default: client.crt in --certs)"`
 	Key              string           `yaml:"key" help:"client private key file (default: client.key in --certs)"`
 	CA               string           `yaml:"ca" help:"CA certificate the exit's certificate must chain to (default: ca.crt in --certs)"`
+	Links            int              `yaml:"links" help:"TCP connections (links) to the exit, each carrying its share of the streams: a loss on one holds only its own streams (1 to 8)"`
 	PingInterval     time.Duration    `yaml:"ping_interval" help:"how often to check that the link is alive"`
 	PingTimeout      time.Duration    `yaml:"ping_timeout" help:"how long the exit may take to answer a ping before the link is declared dead"`
 	LinkWait         time.Duration    `yaml:"link_wait" help:"how long a new client connection waits for the link before it gets 503"`
@@ -64,12 +65,18 @@ type agentConfig struct {
 	environ []string
 }
 
+// defaultLinks is the agent's pool of links to the exit: on a lossy path a
+// page loads faster through 3 than through one, and no slower on a clean
+// one (docs/performance.md, "Loss: one link or a pool").
+const defaultLinks = 3
+
 func defaultAgentConfig() agentConfig {
 	return agentConfig{
 		Listen:          "127.0.0.1:8080",
 		Lifecycle:       lifecycleStatic,
 		WakeTimeout:     3 * time.Minute,
 		ServerName:      pki.DefaultServerName,
+		Links:           defaultLinks,
 		PingInterval:    5 * time.Second,
 		PingTimeout:     10 * time.Second,
 		LinkWait:        30 * time.Second,
@@ -132,6 +139,9 @@ func (c *agentConfig) Validate() error {
 	}
 	if c.MaxConnections < 1 {
 		return errors.New("max_connections: must be at least 1 (default 4096)")
+	}
+	if c.Links < 1 || c.Links > tunnel.MaxLinks {
+		return fmt.Errorf("links: must be from 1 to %d (default %d)", tunnel.MaxLinks, defaultLinks)
 	}
 	if _, err := c.fastOpenPorts(); err != nil {
 		return err
@@ -327,6 +337,7 @@ func newAgent(ctx context.Context, cfg agentConfig, exit *onDemand, log *slog.Lo
 		return nil, closeIAM, err
 	}
 	tcfg := tunnel.ClientConfig{
+		Links:            cfg.Links,
 		Conn:             tunnel.Config{PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout},
 		DialTimeout:      cfg.DialTimeout,
 		WaitTimeout:      cfg.LinkWait,

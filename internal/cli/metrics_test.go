@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -293,10 +294,11 @@ func TestMetricsStatusAndReadinessOfALivePair(t *testing.T) {
 		{ex, `fluidity_exit_identity_streams_total{identity="fluidity-client"}`, 3},
 		{ex, `fluidity_exit_identity_bytes_total{direction="up",identity="fluidity-client"}`, 2500},
 		{ex, "fluidity_exit_stream_setup_seconds_count", 3},
-		{ex, "fluidity_exit_links_open", 1},
-		{ex, "fluidity_exit_links_total", 1},
+		{ex, "fluidity_exit_links_open", defaultLinks},
+		{ex, "fluidity_exit_links_total", defaultLinks},
 		{ex, handshake, 1},
 		{ag, "fluidity_agent_link_up", 1},
+		{ag, "fluidity_agent_links_up", defaultLinks},
 		{ag, `fluidity_agent_link_state{state="up"}`, 1},
 		{ag, "fluidity_agent_streams_total", 3},
 		{ag, `fluidity_agent_bytes_total{direction="up"}`, 2500},
@@ -318,7 +320,8 @@ func TestMetricsStatusAndReadinessOfALivePair(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
 		for _, want := range []string{"Link:        up for ", exitAddr, "fluidity-client (client certificate)",
-			"0 open, 3 since start", "2.4 KiB up, 2.4 KiB down", "Reconnects:  0", "round trip "} {
+			"0 open, 3 since start", "2.4 KiB up, 2.4 KiB down", "Reconnects:  0", "round trip ",
+			fmt.Sprintf("Links:       %d of %d up (streams 0, 0, 0)", defaultLinks, defaultLinks)} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("status lacks %q:\n%s", want, stdout)
 			}

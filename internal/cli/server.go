@@ -126,7 +126,7 @@ func defaultServerConfig() serverConfig {
 		DialTimeout:        10 * time.Second,
 		MaxStreams:         10000,
 		MaxLinks:           1024,
-		MaxLinksPerClient:  8,
+		MaxLinksPerClient:  16,
 		MaxTunnels:         64,
 		RevocationInterval: 5 * time.Second,
 		PingInterval:       30 * time.Second,
@@ -169,7 +169,7 @@ func (c *serverConfig) Validate() error {
 		return errors.New("max_links: must be at least 1 (default 1024)")
 	}
 	if c.MaxLinksPerClient < 1 {
-		return errors.New("max_links_per_client: must be at least 1 (default 8)")
+		return errors.New("max_links_per_client: must be at least 1 (default 16)")
 	}
 	if c.MaxTunnels < 1 {
 		return errors.New("max_tunnels_per_client: must be at least 1 (default 64)")

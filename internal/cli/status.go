@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"fluidity/internal/agent"
 	"fluidity/internal/lifecycle"
+	"fluidity/internal/tunnel"
 )
 
 // statusTimeout bounds the question to the agent.
@@ -119,6 +121,9 @@ func printReport(w io.Writer, r agent.Report, now time.Time) {
 		exit += fmt.Sprintf(", round trip %s", humanRTT(time.Duration(r.RTTSeconds*float64(time.Second))))
 	}
 	line("Exit", "%s", exit)
+	if len(r.Links) > 1 {
+		line("Links", "%s", describeLinks(r.Links))
+	}
 	if lc := r.Lifecycle; lc != nil {
 		printLifecycle(line, *lc, now)
 	}
@@ -143,6 +148,27 @@ func printReport(w io.Writer, r agent.Report, now time.Time) {
 	if r.LastError != "" {
 		line("Last error", "%s", r.LastError)
 	}
+}
+
+// describeLinks sums up the agent's pool of links: how many are up, the
+// streams each carries, and the state of those that are not up.
+func describeLinks(links []agent.LinkReport) string {
+	var streams, others []string
+	for i, l := range links {
+		if l.State == string(tunnel.StateUp) {
+			streams = append(streams, strconv.Itoa(l.Streams))
+		} else {
+			others = append(others, fmt.Sprintf("link %d %s", i, l.State))
+		}
+	}
+	s := fmt.Sprintf("%d of %d up", len(streams), len(links))
+	if len(streams) > 0 {
+		s += " (streams " + strings.Join(streams, ", ") + ")"
+	}
+	if len(others) > 0 && len(streams) > 0 {
+		s += "; " + strings.Join(others, ", ")
+	}
+	return s
 }
 
 // printLifecycle writes the exit on demand's lines of a status report.

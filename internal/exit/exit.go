@@ -62,9 +62,11 @@ type Config struct {
 	// If zero, 1024 is used.
 	MaxLinks int
 	// MaxLinksPerClient bounds the HTTP/2 links open at once per client
-	// certificate name. An agent keeps one link (two for a moment while an
-	// exit that is going away drains), so a few more allow a handful of
-	// agents sharing a certificate. If zero, 8 is used.
+	// certificate name. An agent keeps a pool of links (3 by default), and
+	// after a network change its old ones stay open here until a ping
+	// finds them dead, so 16 is room for that twice over and for a second
+	// machine with the same certificate, and still stops a runaway. If
+	// zero, 16 is used.
 	MaxLinksPerClient int
 	// MaxTunnelsPerClient bounds the HTTP/1.1 CONNECT connections (each one
 	// tunnel) open at once per client certificate name and, when Authorize
@@ -174,7 +176,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxLinks = 1024
 	}
 	if cfg.MaxLinksPerClient == 0 {
-		cfg.MaxLinksPerClient = 8
+		cfg.MaxLinksPerClient = 16
 	}
 	if cfg.MaxTunnelsPerClient == 0 {
 		cfg.MaxTunnelsPerClient = 64

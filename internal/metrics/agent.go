@@ -10,6 +10,7 @@ import (
 type AgentSnapshot struct {
 	LinkState    string // connecting, up, down, asleep or stopped
 	LinkSince    time.Time
+	LinksUp      int // links of the pool that are up
 	Reconnects   int
 	RTT          time.Duration
 	ConnsOpen    int64 // client connections open
@@ -28,7 +29,7 @@ type Agent struct {
 	results  *prometheus.CounterVec
 
 	descs struct {
-		linkUp, linkState, reconnects, lastChange, rtt          *prometheus.Desc
+		linkUp, linksUp, linkState, reconnects, lastChange, rtt *prometheus.Desc
 		connsOpen, connsRefused, streamsOpen, streamsTotal, byt *prometheus.Desc
 	}
 }
@@ -47,11 +48,12 @@ func NewAgent(reg prometheus.Registerer, snapshot func() AgentSnapshot) *Agent {
 			Help: "Client requests by front-end (connect: HTTP CONNECT, forward: a forwarded HTTP request, socks5) and how they ended: ok, bad_request, refused, auth_failed, dial_failed, link_down, reset, canceled."}, []string{"frontend", "reason"}),
 	}
 	d := &m.descs
-	d.linkUp = prometheus.NewDesc("fluidity_agent_link_up", "1 if the tunnel link to the exit is up, else 0.", nil, nil)
-	d.linkState = prometheus.NewDesc("fluidity_agent_link_state", "The link's state: 1 for the current one of connecting, up, down, asleep and stopped, 0 for the others.", []string{"state"}, nil)
+	d.linkUp = prometheus.NewDesc("fluidity_agent_link_up", "1 if a tunnel link to the exit is up, else 0.", nil, nil)
+	d.linksUp = prometheus.NewDesc("fluidity_agent_links_up", "Tunnel links to the exit that are up, of the pool of the agent's links setting.", nil, nil)
+	d.linkState = prometheus.NewDesc("fluidity_agent_link_state", "The state of the agent's links (up while any is up): 1 for the current one of connecting, up, down, asleep and stopped, 0 for the others.", []string{"state"}, nil)
 	d.reconnects = prometheus.NewDesc("fluidity_agent_link_reconnects_total", "Links to the exit established after the first one.", nil, nil)
 	d.lastChange = prometheus.NewDesc("fluidity_agent_link_last_change_timestamp_seconds", "When the link's state last changed, in Unix seconds.", nil, nil)
-	d.rtt = prometheus.NewDesc("fluidity_agent_link_rtt_seconds", "Round-trip time to the exit measured by the last ping on the current link (0 while down).", nil, nil)
+	d.rtt = prometheus.NewDesc("fluidity_agent_link_rtt_seconds", "Round-trip time to the exit measured by the last ping, the least over the links up (0 while none is).", nil, nil)
 	d.connsOpen = prometheus.NewDesc("fluidity_agent_connections_open", "Client connections open on the proxy port.", nil, nil)
 	d.connsRefused = prometheus.NewDesc("fluidity_agent_connections_refused_total", "Client connections closed at once because max_connections were open.", nil, nil)
 	d.streamsOpen = prometheus.NewDesc("fluidity_agent_streams_open", "Tunnel streams open: CONNECT and SOCKS5 tunnels and upstream connections of forwarded requests (including idle keep-alive ones).", nil, nil)
@@ -75,7 +77,7 @@ func (m *Agent) Result(frontend, reason string) { m.results.WithLabelValues(fron
 // Describe implements prometheus.Collector for the snapshot metrics.
 func (m *Agent) Describe(ch chan<- *prometheus.Desc) {
 	d := &m.descs
-	for _, x := range []*prometheus.Desc{d.linkUp, d.linkState, d.reconnects, d.lastChange, d.rtt,
+	for _, x := range []*prometheus.Desc{d.linkUp, d.linksUp, d.linkState, d.reconnects, d.lastChange, d.rtt,
 		d.connsOpen, d.connsRefused, d.streamsOpen, d.streamsTotal, d.byt} {
 		ch <- x
 	}
@@ -99,6 +101,7 @@ func (m *Agent) Collect(ch chan<- prometheus.Metric) {
 		up = 1
 	}
 	gauge(d.linkUp, up)
+	gauge(d.linksUp, float64(s.LinksUp))
 	for _, st := range LinkStates {
 		v := 0.0
 		if st == s.LinkState {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"fluidity/internal/wanemu"
 )
 
 // linkStates is the state of each link of c's pool.
@@ -167,5 +169,58 @@ func TestPoolSizeIsChecked(t *testing.T) {
 		if _, err := NewClient(ClientConfig{Addr: "127.0.0.1:1", TLS: cliTLS, Links: n}); err == nil {
 			t.Errorf("Links %d accepted", n)
 		}
+	}
+}
+
+// A stall inside one link's TCP connection, as a lost segment makes until
+// it is sent again, holds only the streams of that link: the pool's other
+// streams go on, and the held one loses nothing.
+func TestPoolStallOnOneLinkHoldsOnlyItsStreams(t *testing.T) {
+	srvTLS, cliTLS := tlsPair(t)
+	relay, err := wanemu.New(echoExitTLS(t, srvTLS), wanemu.Config{Delay: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	c := runClient(t, ClientConfig{Addr: relay.Addr(), TLS: cliTLS, Links: 3})
+	waitFor(t, "three links up", func() bool { return allLinks(c, StateUp) })
+	var conns []net.Conn
+	for range 3 {
+		conns = append(conns, openEcho(t, c))
+	}
+	c.mu.Lock()
+	held := c.slots[0].link
+	c.mu.Unlock()
+	if held.NumStreams() != 1 {
+		t.Fatalf("link 0 carries %d streams, want 1 of the 3", held.NumStreams())
+	}
+	const stall = 3 * time.Second
+	if !relay.StallConn(held.NetConn().LocalAddr(), stall) {
+		t.Fatal("the relay does not know link 0's connection")
+	}
+
+	// Every stream writes; the one on the stalled link cannot be answered
+	// until the stall ends, the others are at once.
+	replies := make(chan int, len(conns))
+	for i, conn := range conns {
+		go func() {
+			conn.SetDeadline(time.Now().Add(stall + 5*time.Second))
+			msg := []byte(fmt.Sprintf("stream %d", i))
+			buf := make([]byte, len(msg))
+			if _, err := conn.Write(msg); err != nil {
+				t.Errorf("stream %d: write: %v", i, err)
+			} else if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != string(msg) {
+				t.Errorf("stream %d: echo %q, %v", i, buf, err)
+			}
+			replies <- i
+		}()
+	}
+	for range 2 {
+		if i := <-replies; conns[i].(*Stream).c == held {
+			t.Fatalf("stream %d, on the stalled link, was answered before the streams of the other links", i)
+		}
+	}
+	if i := <-replies; conns[i].(*Stream).c != held {
+		t.Fatalf("the last answer is stream %d's, not the stalled link's", i)
 	}
 }

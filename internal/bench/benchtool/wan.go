@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -139,21 +138,18 @@ type PageResult struct {
 
 // runPage loads a "page" -n times in sequence: -objects HTTPS GETs of
 // -size bytes each, spread over -conns new keep-alive connections opened
-// at once, as a browser does for one origin. With several proxies in
-// -proxy, the connections are spread over them in turn: a pool of links,
-// one per agent.
+// at once, as a browser does for one origin.
 func runPage(args []string) error {
 	fs := newFlags("client-page")
 	mode := fs.String("mode", "direct", "direct: to -addr; connect or socks: through the proxy at -proxy to -target")
 	addr := fs.String("addr", "", "mode direct: the address to connect to")
-	proxy := fs.String("proxy", "", "the proxy's address, or several separated by commas, used in turn")
+	proxy := fs.String("proxy", "", "the proxy's address")
 	target := fs.String("target", "", "the HTTPS origin's address, as the proxy is asked for it")
 	objects := fs.Int("objects", 30, "objects per page")
 	conns := fs.Int("conns", 6, "connections per page")
 	size := fs.Int("size", 32<<10, "bytes per object")
 	n := fs.Int("n", 3, "page loads")
 	fs.Parse(args)
-	proxies := strings.Split(*proxy, ",")
 
 	var lat []time.Duration
 	var total int64
@@ -164,7 +160,7 @@ func runPage(args []string) error {
 			if i < *objects%*conns {
 				count++
 			}
-			return fetchObjects(*mode, *addr, proxies[i%len(proxies)], *target, count, *size)
+			return fetchObjects(*mode, *addr, *proxy, *target, count, *size)
 		})
 		total += got
 		if err != nil {
