@@ -110,7 +110,7 @@ func TestAgentStartedBeforeExit(t *testing.T) {
 			t.Fatalf("curl exit %d, output %q %s: want the page once the exit is up", res.code, res.stdout, res.stderr)
 		}
 		t.Logf("the request waited %v and succeeded", time.Since(start).Round(time.Millisecond))
-		if !agent.WaitLog(proctest.LinkUp, 1, 0) {
+		if !agent.WaitCount(proctest.LinkUps, 1, 0) {
 			t.Error("the agent did not log the link coming up")
 		}
 	})

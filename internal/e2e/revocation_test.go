@@ -49,7 +49,9 @@ func TestRevokedClientsAreCutOff(t *testing.T) {
 	held := holdTunnel(t, certs, exitAddr, "laptop", echo.Addr())
 	laptopCert, laptopKey := clientFiles(certs, "laptop")
 	agent, _ := proctest.StartAgent(t, certs, exitAddr, "--cert", laptopCert, "--key", laptopKey)
-	proctest.WaitLinkUp(t, agent, 1, linkWithin)
+	if !agent.WaitLog(proctest.LinkUp, 3, linkWithin) {
+		t.Fatal("the agent's pool of 3 links did not come up")
+	}
 
 	cmd := exec.Command(proctest.Binary(), "certs", "revoke", "--dir", certs, "laptop")
 	cmd.Env = proctest.Env()
@@ -71,7 +73,8 @@ func TestRevokedClientsAreCutOff(t *testing.T) {
 		if !exit.WaitLog("link cut off: its client certificate is revoked", 1, 5*time.Second) {
 			t.Fatalf("the exit did not log the cut-off")
 		}
-		waitMetric(t, exit.Admin(), "fluidity_exit_links_revoked_total", "2")
+		// The HTTP/1.1 tunnel and the agent's 3 links.
+		waitMetric(t, exit.Admin(), "fluidity_exit_links_revoked_total", "4")
 	})
 
 	t.Run("a real curl with the revoked certificate is refused at the handshake", func(t *testing.T) {

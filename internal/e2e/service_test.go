@@ -16,16 +16,18 @@ import (
 )
 
 // waitFile polls path until it holds s n times.
-func waitFile(t *testing.T, path, s string, n int, d time.Duration) string {
+// waitLinkUps waits until the agent's log file at path says its link came
+// up n times (proctest.LinkUps), and returns the file.
+func waitLinkUps(t *testing.T, path string, n int, d time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
 		b, _ := os.ReadFile(path)
-		if strings.Count(string(b), s) >= n {
+		if proctest.LinkUps(string(b)) >= n {
 			return string(b)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s does not hold %q %d times after %v:\n%s", path, s, n, d, b)
+			t.Fatalf("%s does not say the link came up %d times after %v:\n%s", path, n, d, b)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -42,7 +44,7 @@ func TestServiceRunRestartsACrashedAgent(t *testing.T) {
 	run := proctest.Start(t, "service run", "service", "run", "--state-dir", state, "--",
 		"--server", exitAddr, "--certs", certs, "--listen", listen, "--admin", "")
 	log := filepath.Join(state, "fluidity-agent.log")
-	waitFile(t, log, proctest.LinkUp, 1, 30*time.Second)
+	waitLinkUps(t, log, 1, 30*time.Second)
 
 	var st struct {
 		PID      int `json:"pid"`
@@ -55,7 +57,7 @@ func TestServiceRunRestartsACrashedAgent(t *testing.T) {
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	text := waitFile(t, log, proctest.LinkUp, 2, 30*time.Second)
+	text := waitLinkUps(t, log, 2, 30*time.Second)
 	if !strings.Contains(text, "program crashed; restarting") {
 		t.Errorf("the log does not say the agent crashed and was restarted:\n%s", text)
 	}

@@ -14,8 +14,8 @@ import (
 const (
 	ExitReady  = "exit server listening" // the exit server accepts links
 	AgentReady = "agent listening"       // the agent (or 'fluidity up') accepts clients
-	LinkUp     = "tunnel link up"        // the agent's link to the exit is up
-	LinkLost   = "tunnel link lost"      // the agent's link to the exit ended
+	LinkUp     = "tunnel link up"        // a link of the agent's pool to the exit is up (see LinkUps)
+	LinkLost   = "tunnel link lost"      // a link of the agent's pool to the exit ended
 )
 
 // readyWithin is how long a process may take to log that it is ready.
@@ -189,11 +189,11 @@ func StartAgent(t testing.TB, certs, exitAddr string, extra ...string) (*Proc, s
 	return Launcher{}.StartAgent(t, certs, exitAddr, extra...)
 }
 
-// WaitLinkUp waits up to timeout until the agent has logged its n-th link
-// to the exit.
+// WaitLinkUp waits up to timeout until the first link of the agent's pool
+// has come up n times: at start, then once per reconnection.
 func WaitLinkUp(t testing.TB, agent *Proc, n int, timeout time.Duration) {
 	t.Helper()
-	if !agent.WaitLog(LinkUp, n, timeout) {
+	if !agent.WaitCount(LinkUps, n, timeout) {
 		t.Fatalf("the agent's link to the exit did not come up (link %d) within %v", n, timeout)
 	}
 }
@@ -222,4 +222,17 @@ func CertsInit(t testing.TB) string {
 		t.Fatalf("fluidity certs init: %v\n%s", err, out)
 	}
 	return dir
+}
+
+// LinkUps counts in an agent's log the times the first link of its pool,
+// which finds the exit, came up: once at start and once per reconnection,
+// however many links the pool has.
+func LinkUps(log string) int {
+	n := 0
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, LinkUp) && strings.Contains(line, " link=0 ") {
+			n++
+		}
+	}
+	return n
 }

@@ -185,25 +185,30 @@ func (p *Proc) LogCount(s string) int { return strings.Count(p.stderr.String(), 
 // WaitLog polls the process's stderr until it holds s at least n times. It
 // returns false if the process ends first or timeout passes.
 func (p *Proc) WaitLog(s string, n int, timeout time.Duration) bool {
-	return waitCount(p.stderr.String, s, n, timeout, p.Exited)
+	return p.WaitCount(func(log string) int { return strings.Count(log, s) }, n, timeout)
+}
+
+// WaitCount is WaitLog for what count finds in the log (such as LinkUps).
+func (p *Proc) WaitCount(count func(log string) int, n int, timeout time.Duration) bool {
+	return waitCount(p.stderr.String, count, n, timeout, p.Exited)
 }
 
 // WaitStdout polls the process's stdout until it holds s. It returns false
 // if the process ends first or timeout passes. Stdout and stderr are read
 // separately, so a line on one says nothing about the other.
 func (p *Proc) WaitStdout(s string, timeout time.Duration) bool {
-	return waitCount(p.stdout.String, s, 1, timeout, p.Exited)
+	return waitCount(p.stdout.String, func(out string) int { return strings.Count(out, s) }, 1, timeout, p.Exited)
 }
 
-func waitCount(text func() string, s string, n int, timeout time.Duration, exited func() bool) bool {
+func waitCount(text func() string, count func(string) int, n int, timeout time.Duration, exited func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for {
-		if strings.Count(text(), s) >= n {
+		if count(text()) >= n {
 			return true
 		}
 		if exited() || time.Now().After(deadline) {
 			// One last look: the line may have come with the exit.
-			return strings.Count(text(), s) >= n
+			return count(text()) >= n
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -425,7 +425,7 @@ func (c *Client) hold(ctx, halt context.Context, i int, link *Conn, addr string,
 	case <-link.GoingAway():
 		if link.GoAwayErr() == nil {
 			c.setDown(i, ErrGoAway)
-			c.log.Info("exit is going away; opening a new link", append([]any{"exit", addr}, c.linkAttr(i)...)...)
+			c.log.Info("exit is going away; opening a new link", "link", i, "exit", addr)
 			drain(link)
 			if c.cfg.OnDrain != nil {
 				c.cfg.OnDrain()
@@ -492,8 +492,7 @@ func (c *Client) retry(ctx context.Context, r *retrier, i int, end linkEnd) bool
 		delay = min(c.backoff(r.flaps), maxFlapDelay)
 	}
 	c.setDown(i, end.err)
-	args := []any{"exit", c.Status().Addr, "err", end.err, "retry_in", delay.Round(time.Millisecond)}
-	c.log.Warn(msg, append(args, c.linkAttr(i)...)...)
+	c.log.Warn(msg, "link", i, "exit", c.Status().Addr, "err", end.err, "retry_in", delay.Round(time.Millisecond))
 	return sleepCtx(ctx, delay)
 }
 
@@ -659,7 +658,7 @@ func (c *Client) setUp(i int, link *Conn) {
 	c.setStateLocked(i, StateUp)
 	addr := c.addr
 	c.mu.Unlock()
-	c.log.Info("tunnel link up", append([]any{"exit", addr, "rtt", link.RTT().Round(time.Microsecond)}, c.linkAttr(i)...)...)
+	c.log.Info("tunnel link up", "link", i, "exit", addr, "rtt", link.RTT().Round(time.Microsecond))
 }
 
 // dropLocked takes link i out of the pool: new streams no longer open on it.
@@ -706,14 +705,6 @@ func (c *Client) stop() {
 		c.dropLocked(i)
 		c.setStateLocked(i, StateStopped)
 	}
-}
-
-// linkAttr names link i in a log line, when there is more than one.
-func (c *Client) linkAttr(i int) []any {
-	if len(c.slots) == 1 {
-		return nil
-	}
-	return []any{"link", i}
 }
 
 // Up reports whether a link is up.
