@@ -261,7 +261,7 @@ func (c *Client) Run(ctx context.Context) error {
 	// that is not proven yet (an exit just started may not listen yet).
 	addr, proven, fresh := c.cfg.Addr, false, 0
 	asleep, wake := loc != nil && !c.cfg.WakeOnStart, c.cfg.WakeOnStart
-	r := retrier{c: c}
+	var r retrier
 	for {
 		if loc != nil && addr == "" {
 			if asleep {
@@ -374,7 +374,7 @@ func (e *extraLinks) halt() {
 // up drains) or ctx does (it closes): link 0's loop without the locating.
 func (c *Client) keepLink(ctx, halt context.Context, i int, addr string, drain func(*Conn)) {
 	defer c.setAsleep(i)
-	r := retrier{c: c}
+	var r retrier
 	for {
 		link, err := c.connect(halt, addr)
 		if halt.Err() != nil {
@@ -460,7 +460,6 @@ func (c *Client) hold(ctx, halt context.Context, i int, link *Conn, addr string,
 // retrier counts the failures that set the delay before the next attempt
 // of one link.
 type retrier struct {
-	c        *Client
 	failures int // failed attempts in a row
 	flaps    int // links in a row lost young
 }
