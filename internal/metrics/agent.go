@@ -51,7 +51,7 @@ func NewAgent(reg prometheus.Registerer, snapshot func() AgentSnapshot) *Agent {
 	d.linkUp = prometheus.NewDesc("fluidity_agent_link_up", "1 if a tunnel link to the exit is up, else 0.", nil, nil)
 	d.linksUp = prometheus.NewDesc("fluidity_agent_links_up", "Tunnel links to the exit that are up, of the pool of the agent's links setting.", nil, nil)
 	d.linkState = prometheus.NewDesc("fluidity_agent_link_state", "The state of the agent's links (up while any is up): 1 for the current one of connecting, up, down, asleep and stopped, 0 for the others.", []string{"state"}, nil)
-	d.reconnects = prometheus.NewDesc("fluidity_agent_link_reconnects_total", "Links to the exit established after the first one.", nil, nil)
+	d.reconnects = prometheus.NewDesc("fluidity_agent_link_reconnects_total", "Links to the exit established after the first one of each link of the pool.", nil, nil)
 	d.lastChange = prometheus.NewDesc("fluidity_agent_link_last_change_timestamp_seconds", "When the link's state last changed, in Unix seconds.", nil, nil)
 	d.rtt = prometheus.NewDesc("fluidity_agent_link_rtt_seconds", "Round-trip time to the exit measured by the last ping, the least over the links up (0 while none is).", nil, nil)
 	d.connsOpen = prometheus.NewDesc("fluidity_agent_connections_open", "Client connections open on the proxy port.", nil, nil)
