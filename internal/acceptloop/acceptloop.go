@@ -92,7 +92,20 @@ func (l *Listener) Accept() (net.Conn, error) {
 			t.Stop()
 			return nil, net.ErrClosed
 		}
+		l.retrying()
 	}
+}
+
+// retrying records that the pause after a failure is over. Accept tries
+// again, and may now wait for a connection to come: out of file
+// descriptors, accept(2) fails before it looks for one, so a failure says
+// nothing of connections waiting, and a listener that waits is not failing
+// (Err is nil) until an attempt fails again. The run of failures goes on
+// until accepting has worked for quiet.
+func (l *Listener) retrying() {
+	l.mu.Lock()
+	l.failing = false
+	l.mu.Unlock()
 }
 
 // Close closes the listener: an Accept waiting, or pausing after a

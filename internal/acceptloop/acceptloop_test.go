@@ -135,6 +135,50 @@ func TestAcceptRidesOutRunningOutOfFileDescriptors(t *testing.T) {
 	})
 }
 
+// A process out of file descriptors fails accept(2) before the kernel
+// looks for a connection, so the last failure of a run may come when none
+// is waiting: the retry then waits for one, and the listener must not be
+// reported failing while it does (a readiness probe would say "not ready"
+// until the next client happened to come).
+func TestARetryWaitingForAConnectionIsNotFailing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newScripted()
+		logs := &syncBuffer{}
+		l := New(s, slog.New(slog.NewTextHandler(logs, nil)))
+		accepted := make(chan error, 1)
+		go func() {
+			c, err := l.Accept()
+			if c != nil {
+				c.Close()
+			}
+			accepted <- err
+		}()
+		s.results <- emfile
+		synctest.Wait()
+		if l.Err() == nil {
+			t.Fatal("Err is nil during the pause after a failure")
+		}
+		time.Sleep(minDelay) // the pause ends; the retry waits for a connection
+		synctest.Wait()
+		if err := l.Err(); err != nil {
+			t.Fatalf("while the retry waits for a connection, Err = %v; want nil", err)
+		}
+		if strings.Contains(logs.String(), "accepting again") {
+			t.Fatalf("the run was logged as over before any accept worked:\n%s", logs)
+		}
+		s.results <- nil
+		if err := <-accepted; err != nil {
+			t.Fatalf("Accept = %v; want the connection that came", err)
+		}
+		time.Sleep(quiet)
+		synctest.Wait()
+		if !strings.Contains(logs.String(), "failures=1") {
+			t.Fatalf("no line with the count once accepting worked again:\n%s", logs)
+		}
+		l.Close()
+	})
+}
+
 func TestFailuresBetweenSuccessesAreOneRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newScripted()

@@ -59,11 +59,16 @@ func (l Launcher) env() []string {
 
 // withAdmin puts an admin listener on a free port in front of args, when l
 // asks for one and the binary has one for cmd, and returns its address (""
-// if none).
+// if none). Otherwise the admin listener is off, so that no test process
+// takes the default port from a user's own agent (a test's args may still
+// set one).
 func (l Launcher) withAdmin(t testing.TB, cmd string, args []string) (string, []string) {
 	t.Helper()
-	if !l.Admin || !HasFlag(cmd, "admin") {
+	if !HasFlag(cmd, "admin") {
 		return "", args
+	}
+	if !l.Admin {
+		return "", append([]string{"--admin", ""}, args...)
 	}
 	addr := FreeAddr(t)
 	return addr, append([]string{"--admin", addr}, args...)
