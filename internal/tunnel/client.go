@@ -52,7 +52,7 @@ type ClientConfig struct {
 	BackoffMin, BackoffMax time.Duration
 	// Header, if set, returns extra headers for each CONNECT request.
 	Header func(ctx context.Context) (http.Header, error)
-	// OnDrain, if set, is called when the exit asks the current link to go
+	// OnDrain, if set, is called when the exit asks a link to go
 	// away gracefully (GOAWAY without error, as when it shuts down): open
 	// streams keep the old link while a new one takes new streams, so pooled
 	// idle connections on the old link should be closed now, or they keep
@@ -220,15 +220,15 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // head-of-line blocking away.
 const MaxLinks = 8
 
-// Run connects to the exit and keeps the link up, reconnecting with
-// backoff whenever it fails, until ctx ends. It then closes the link and
-// returns nil.
+// Run connects to the exit and keeps the pool's links up, reconnecting
+// each with backoff whenever it fails, until ctx ends. It then closes the
+// links and returns nil.
 //
-// With a Locator, Run connects only when a stream needs a link: it locates
-// (and wakes) the exit, keeps the link up while the exit runs, locates it
-// again whenever a link is lost (a replaced exit has a new address), and
-// goes asleep when the exit is no longer running, or when waking it failed,
-// until the next Dial.
+// With a Locator, Run connects only when a stream needs a link: link 0
+// locates (and wakes) the exit, keeps its link up while the exit runs,
+// locates it again whenever that link is lost (a replaced exit has a new
+// address), and goes asleep when the exit is no longer running, or when
+// waking it failed, until the next Dial; the other links follow it.
 func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.runStarted {
