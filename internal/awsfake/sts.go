@@ -217,9 +217,6 @@ func (s *STS) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// Take the fault before counting the request in flight, so that a test
 	// that saw it in flight knows which request the fault applies to.
 	f := s.takeFault()
-	s.addInFlight(1)
-	defer s.addInFlight(-1)
-
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	if err != nil {
 		return
@@ -244,6 +241,10 @@ func (s *STS) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	idx := len(s.log)
 	s.log = append(s.log, entry)
 	s.mu.Unlock()
+	// Counted in flight once it is in the log: a test that saw n requests
+	// in flight finds them in Requests.
+	s.addInFlight(1)
+	defer s.addInFlight(-1)
 	s.answer(&statusWriter{ResponseWriter: w, s: s, idx: idx}, r, f, body, params, reqID)
 }
 
