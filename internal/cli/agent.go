@@ -249,8 +249,9 @@ func runAgent(ctx context.Context, env Env, args []string) error {
 	fs := newFlagSet(env, "agent", "agent --server HOST:PORT --certs DIR [flags]", `
 Run the local proxy. It listens on one localhost port that speaks HTTP proxy
 (plain requests, CONNECT, WebSocket) and SOCKS5, and carries every client
-connection over one mutually-authenticated TLS 1.3 link to the exit server.
-The link is checked with pings and re-established with backoff, forever.
+connection over mutually-authenticated TLS 1.3 links to the exit server (a
+pool of --links, 3 by default: a loss on one link holds only its streams).
+Each link is checked with pings and re-established with backoff, forever.
 With --iam, every stream also carries a token proving this machine's AWS
 IAM identity, for exits that check it (see 'fluidity token').`)
 	if _, err := parse(env, fs, &cfg, args); err != nil {
