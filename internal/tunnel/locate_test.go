@@ -125,20 +125,7 @@ func runClient(t *testing.T, cfg ClientConfig) *Client {
 // echo dials through c and checks that a message comes back.
 func echo(t *testing.T, c *Client) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := c.Dial(ctx, "tcp", "target.example:443")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.Write([]byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "ping" {
-		t.Fatalf("echo: %q, %v", buf, err)
-	}
+	openEcho(t, c).Close()
 }
 
 func TestLocatedExitIsWokenByTheFirstDialOnly(t *testing.T) {
