@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files in testdata")
+	"fluidity/internal/golden"
+)
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
@@ -516,19 +516,7 @@ func TestUsage(t *testing.T) {
 	fs.SetOutput(&buf)
 	fs.PrintDefaults()
 
-	golden := filepath.Join("testdata", "usage.golden")
-	if *update {
-		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := buf.String(); got != string(want) {
-		t.Errorf("flag help differs from %s (run with -update to accept):\n%s", golden, got)
-	}
+	golden.Check(t, "usage.golden", buf.String())
 }
 
 type validated struct {

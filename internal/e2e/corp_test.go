@@ -5,7 +5,6 @@ package e2e
 import (
 	"bufio"
 	"crypto/tls"
-	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -20,12 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"fluidity/internal/golden"
 	"fluidity/internal/pki"
 	"fluidity/internal/proctest"
 	"fluidity/internal/route"
 )
-
-var updateGolden = flag.Bool("update", false, "rewrite the golden files of doctor's reports")
 
 // interceptor is a CONNECT proxy that terminates TLS with a CA of its own,
 // as a TLS-inspecting corporate proxy does. It counts the bytes that reach
@@ -268,19 +266,7 @@ func TestDoctorGolden(t *testing.T) {
 				t.Errorf("doctor %v: exit error %v, want failure %v", tc.args, err, tc.fail)
 			}
 			got := normalizeDoctor(string(out))
-			file := filepath.Join("testdata", "doctor", tc.name+".txt")
-			if *updateGolden {
-				os.MkdirAll(filepath.Dir(file), 0o755)
-				writeFile(t, file, got)
-				return
-			}
-			want, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatalf("%v (run go test ./internal/e2e -run TestDoctorGolden -update)", err)
-			}
-			if got != string(want) {
-				t.Errorf("doctor's report differs from %s:\n--- got\n%s--- want\n%s", file, got, want)
-			}
+			golden.Check(t, filepath.Join("doctor", tc.name+".txt"), got)
 		})
 	}
 }

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"encoding/xml"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,26 +10,9 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf16"
+
+	"fluidity/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to write it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (run with -update if the change is meant):\n--- got\n%s--- want\n%s", name, got, want)
-	}
-}
 
 // spec has the awkward characters each format must escape.
 var spec = Spec{
@@ -41,7 +23,7 @@ var spec = Spec{
 }
 
 func TestUnitFile(t *testing.T) {
-	golden(t, "fluidity.service", Unit(spec))
+	golden.Check(t, "fluidity.service", Unit(spec))
 }
 
 // plistValue is a property list value read back generically: the test
@@ -92,7 +74,7 @@ func decodePlist(t *testing.T, n plistNode) any {
 
 func TestLaunchAgentPlist(t *testing.T) {
 	text := Plist(spec)
-	golden(t, Label+".plist", text)
+	golden.Check(t, Label+".plist", text)
 	var root plistNode
 	if err := xml.Unmarshal([]byte(text), &root); err != nil {
 		t.Fatalf("the plist is not XML: %v", err)
@@ -172,7 +154,7 @@ func TestLogonTaskXML(t *testing.T) {
 		Dir:        `C:\Users\Ann Lee`,
 	}
 	text := TaskXML(win, `LAPTOP\ann`)
-	golden(t, "fluidity-task.xml", text)
+	golden.Check(t, "fluidity-task.xml", text)
 	var task struct {
 		Triggers struct {
 			Logon struct {
@@ -285,7 +267,7 @@ func TestManagersRunTheSystemsCommands(t *testing.T) {
 					t.Errorf("Uninstall left %s: %v", m.File(), err)
 				}
 			}
-			golden(t, tc.name+"-commands.golden", strings.ReplaceAll(strings.ReplaceAll(strings.Join(r.log, "\n")+"\n", dir, "$DIR"), "$DIR"+string(filepath.Separator), "$DIR/"))
+			golden.Check(t, tc.name+"-commands.golden", strings.ReplaceAll(strings.ReplaceAll(strings.Join(r.log, "\n")+"\n", dir, "$DIR"), "$DIR"+string(filepath.Separator), "$DIR/"))
 		})
 	}
 }

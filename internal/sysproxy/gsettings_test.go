@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"fluidity/internal/golden"
 )
 
 // fakeGSettings holds keys as gsettings prints them and records commands.
@@ -73,7 +75,7 @@ func TestGNOMESetsTheProxyAndRestoresIt(t *testing.T) {
 	if !reflect.DeepEqual(fake.keys, before) {
 		t.Errorf("after Off:\n%v\nwant:\n%v", fake.keys, before)
 	}
-	golden(t, "gsettings-proxy.golden", "# fluidity proxy on\n"+applied+"# fluidity proxy off\n"+strings.Join(fake.log, "\n")+"\n")
+	golden.Check(t, "gsettings-proxy.golden", "# fluidity proxy on\n"+applied+"# fluidity proxy off\n"+strings.Join(fake.log, "\n")+"\n")
 }
 
 // TestGNOMEWithRealGSettings changes the settings of a keyfile backend in

@@ -2,34 +2,13 @@ package sysproxy
 
 import (
 	"context"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"fluidity/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to write it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (run with -update if the change is meant):\n--- got\n%s--- want\n%s", name, got, want)
-	}
-}
 
 // fakeNetworkSetup answers as macOS's networksetup does, from the state of
 // its services, and records every command.
@@ -213,7 +192,7 @@ func TestNetworkSetupSetsEveryEnabledServiceAndRestoresIt(t *testing.T) {
 			if after := effective(fake.snapshot()); !reflect.DeepEqual(after, effective(before)) {
 				t.Errorf("after Off:\n%+v\nwant what was there before:\n%+v", after, effective(before))
 			}
-			golden(t, "networksetup-"+tc.name+".golden", "# fluidity proxy on\n"+applied+"# fluidity proxy off\n"+strings.Join(fake.log, "\n")+"\n")
+			golden.Check(t, "networksetup-"+tc.name+".golden", "# fluidity proxy on\n"+applied+"# fluidity proxy off\n"+strings.Join(fake.log, "\n")+"\n")
 		})
 	}
 }
