@@ -277,7 +277,11 @@ func TestMetricsStatusAndReadinessOfALivePair(t *testing.T) {
 	var ex, ag map[string]float64
 	eventually(t, "every stream to be counted", func() bool {
 		ex, ag = scrape(t, exitMetrics), scrape(t, "http://"+adminAddr+"/metrics")
+		// The refused stream is counted when its handler returns, after
+		// the client has its 403.
 		return ex[`fluidity_exit_stream_results_total{reason="ok"}`] == 3 && ex[handshake] == 1 &&
+			ex[`fluidity_exit_stream_results_total{reason="policy"}`] == 1 &&
+			ag[`fluidity_agent_stream_results_total{frontend="connect",reason="policy"}`] == 1 &&
 			ag["fluidity_agent_streams_open"] == 0 && ex["fluidity_exit_streams_open"] == 0
 	})
 	for _, c := range []struct {
