@@ -282,7 +282,8 @@ func TestMetricsStatusAndReadinessOfALivePair(t *testing.T) {
 		return ex[`fluidity_exit_stream_results_total{reason="ok"}`] == 3 && ex[handshake] == 1 &&
 			ex[`fluidity_exit_stream_results_total{reason="policy"}`] == 1 &&
 			ag[`fluidity_agent_stream_results_total{frontend="connect",reason="policy"}`] == 1 &&
-			ag["fluidity_agent_streams_open"] == 0 && ex["fluidity_exit_streams_open"] == 0
+			ag["fluidity_agent_streams_open"] == 0 && ex["fluidity_exit_streams_open"] == 0 &&
+			ag["fluidity_agent_links_up"] == defaultLinks
 	})
 	for _, c := range []struct {
 		samples map[string]float64
