@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -109,16 +111,23 @@ func TestUploadThroughConnectArrivesIntact(t *testing.T) {
 
 // TestStalledStreamDoesNotSlowOthers leaves a tunnel whose reader never
 // reads full of data, and checks that a download on another connection
-// through the same agent (and so the same link) is not held up, and that the
+// through the same agent and the same link is not held up, and that the
 // stalled stream still delivers every byte once it is read.
 func TestStalledStreamDoesNotSlowOthers(t *testing.T) {
-	size, stallSize := int64(20<<20), int64(32<<20)
+	size := int64(20 << 20)
 	if testing.Short() {
-		size, stallSize = 4<<20, 16<<20
+		size = 4 << 20
 	}
-	tp := startPair(t)
+	// More than every buffer between the target and the stalled reader can
+	// hold, so the target can only write it all if nothing pushes back.
+	stallSize := stalledPathBound(t) + 16<<20
+	// One link, so the stalled stream and the download share it.
+	certs := proctest.CertsInit(t)
+	exit, exitAddr := proctest.StartExit(t, certs, "--allow-private")
+	agent, agentAddr := proctest.StartAgent(t, certs, exitAddr, "--links", "1")
+	proctest.WaitLinkUp(t, agent, 1, linkWithin)
 	origin := newOrigin(t)
-	proxy := "http://" + tp.agentAddr
+	proxy := "http://" + agentAddr
 	url := fmt.Sprintf("%s/stream?n=%d&seed=5", origin.URL, size)
 	wantSum := payloadSum(5, size)
 
@@ -136,7 +145,7 @@ func TestStalledStreamDoesNotSlowOthers(t *testing.T) {
 	const stallSeed = 6
 	var written atomic.Int64
 	blaster := newBlaster(t, stallSeed, stallSize, &written)
-	stalled := mustConnect(t, tp.agentAddr, blaster.Addr())
+	stalled := mustConnect(t, agentAddr, blaster.Addr())
 	// Wait until the stalled stream is full: the target can write no more.
 	var last int64 = -1
 	deadline := time.Now().Add(10 * time.Second)
@@ -156,7 +165,7 @@ func TestStalledStreamDoesNotSlowOthers(t *testing.T) {
 	}
 	t.Logf("stalled stream holds %s written by the target and not read", proctest.MiB(written.Load()))
 
-	reportMemory(t, tp.agent, tp.exit)
+	reportMemory(t, agent, exit)
 	during := download()
 	t.Logf("%d MB download: %v before the stall, %v during it", size>>20, baseline.Round(time.Millisecond), during.Round(time.Millisecond))
 	if limit := 5*baseline + 2*time.Second; during > limit {
@@ -170,4 +179,32 @@ func TestStalledStreamDoesNotSlowOthers(t *testing.T) {
 	if got.n.Load() != stallSize || got.sum() != payloadSum(stallSeed, stallSize) {
 		t.Fatalf("stalled stream delivered %d bytes (want %d) or wrong bytes", got.n.Load(), stallSize)
 	}
+}
+
+// stalledPathBound is the most a stream whose reader never reads can hold
+// on its way through the agent and the exit: four TCP buffers (the target's
+// send and the exit's receive buffer, the agent's send and the reader's
+// receive buffer), each of which the kernel may autotune up to the host's
+// limit, and between them the tunnel stream's largest window (4 × the 4 MiB
+// default; see tunnel.Config.MaxStreamWindow). Hosts differ: a tcp_rmem
+// limit of 32 MiB is common, so no fixed size serves everywhere.
+func stalledPathBound(t *testing.T) int64 {
+	t.Helper()
+	limit := func(name string) int64 {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/" + name)
+		if err != nil {
+			t.Fatalf("read the TCP buffer limits: %v", err)
+		}
+		f := strings.Fields(string(b)) // min default max
+		if len(f) != 3 {
+			t.Fatalf("%s: %q, want three numbers", name, b)
+		}
+		n, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return n
+	}
+	const maxStreamWindow = 16 << 20
+	return 2*(limit("tcp_rmem")+limit("tcp_wmem")) + maxStreamWindow
 }
