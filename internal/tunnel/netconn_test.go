@@ -149,6 +149,14 @@ func TestReadSizeGrowsWithFullReadsAndShrinksWithShortOnes(t *testing.T) {
 
 func TestBufferedConnWritesWaitForRoomAndHonourDeadlines(t *testing.T) {
 	a, b := tcpPair(t)
+	// Fixed small socket buffers: left to autotune, the kernel may grow
+	// them (up to 32 MiB on some hosts) until they hold all of want.
+	if err := a.(*net.TCPConn).SetWriteBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
 	bc := NewBufferedConn(a)
 	// Far more than the socket buffers hold: the write must wait for the
 	// reader, then complete, in order.
