@@ -116,41 +116,35 @@ func TestRateLimitsThroughput(t *testing.T) {
 // A stall holds what is in flight and loses nothing: an echo across a
 // stall comes back whole, after the stall.
 func TestStallHoldsAndLosesNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(c, c)
-	}()
-	r := newRelay(t, ln.Addr().String(), Config{Delay: time.Millisecond})
+	r := newRelay(t, echoServer(t), Config{Delay: time.Millisecond})
 	c, err := net.Dial("tcp", r.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	want := make([]byte, 256<<10)
-	rand.Read(want)
 	const stall = 300 * time.Millisecond
 	r.Stall(stall)
+	if elapsed := echoWhole(t, c, 256<<10); elapsed < stall-10*time.Millisecond {
+		t.Errorf("the echo came back after %v, inside a stall of %v", elapsed, stall)
+	}
+}
+
+// echoWhole sends n random bytes on c, an echoed connection, checks that
+// the same bytes come back, and returns how long that took.
+func echoWhole(t *testing.T, c net.Conn, n int) time.Duration {
+	t.Helper()
+	want := make([]byte, n)
+	rand.Read(want)
 	start := time.Now()
 	go c.Write(want)
-	got := make([]byte, len(want))
+	got := make([]byte, n)
 	if _, err := io.ReadFull(c, got); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatal("the echo differs from what was sent")
 	}
-	if elapsed := time.Since(start); elapsed < stall-10*time.Millisecond {
-		t.Errorf("the echo came back after %v, inside a stall of %v", elapsed, stall)
-	}
+	return time.Since(start)
 }
 
 // echoServer accepts connections and echoes each, until the test ends.
@@ -229,18 +223,7 @@ func TestLossStallsHoldAndLoseNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	want := make([]byte, 1<<20)
-	rand.Read(want)
-	start := time.Now()
-	go c.Write(want)
-	got := make([]byte, len(want))
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatal("the echo differs from what was sent")
-	}
-	if elapsed := time.Since(start); elapsed < stall {
+	if elapsed := echoWhole(t, c, 1<<20); elapsed < stall {
 		t.Errorf("the echo came back after %v, less than one stall of %v", elapsed, stall)
 	}
 }
