@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"fluidity/internal/oscmd"
 )
 
 // Launchd is a LaunchAgent: loaded at login into the user's GUI domain,
@@ -19,8 +21,8 @@ type Launchd struct {
 	Dir string
 	// UID is the user's, for the domain gui/UID.
 	UID int
-	// Run runs launchctl. If nil, Exec.
-	Run Runner
+	// Run runs launchctl. If nil, oscmd.Exec.
+	Run oscmd.Runner
 }
 
 func (l Launchd) Name() string { return "launchd (LaunchAgent)" }
@@ -71,7 +73,7 @@ func xmlEscape(s string) string {
 func (l Launchd) domain() string { return "gui/" + strconv.Itoa(l.UID) }
 func (l Launchd) target() string { return l.domain() + "/" + Label }
 func (l Launchd) launchctl(ctx context.Context, args ...string) ([]byte, error) {
-	return runner(l.Run)(ctx, "launchctl", args...)
+	return l.Run.Run(ctx, "launchctl", args...)
 }
 
 func (l Launchd) installed() error {

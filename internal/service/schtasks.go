@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"unicode/utf16"
+
+	"fluidity/internal/oscmd"
 )
 
 // Schtasks is a task of Task Scheduler that runs at the user's logon, with
@@ -18,8 +20,8 @@ type Schtasks struct {
 	// Dir is where the task's definition is kept as well (the state
 	// directory), for 'schtasks /Create /XML'.
 	Dir string
-	// Run runs schtasks. If nil, Exec.
-	Run Runner
+	// Run runs schtasks. If nil, oscmd.Exec.
+	Run oscmd.Runner
 }
 
 func (s Schtasks) Name() string { return "Task Scheduler (logon task)" }
@@ -120,7 +122,7 @@ func utf16File(s string) []byte {
 }
 
 func (s Schtasks) schtasks(ctx context.Context, args ...string) ([]byte, error) {
-	return runner(s.Run)(ctx, "schtasks", args...)
+	return s.Run.Run(ctx, "schtasks", args...)
 }
 
 func (s Schtasks) Install(ctx context.Context, spec Spec) error {

@@ -6,17 +6,13 @@
 // the state directory (package logfile).
 //
 // What each system is given is generated here (Unit, Plist, TaskXML) and
-// tested as text; the commands that install and control it go through a
-// Runner, so tests see exactly what would be run.
+// tested as text; the commands that install and control it go through an
+// oscmd.Runner, so tests see exactly what would be run.
 package service
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"os/exec"
-	"strings"
 )
 
 // Name names the service in each system: the unit fluidity.service, the
@@ -65,27 +61,3 @@ type Manager interface {
 
 // ErrNotInstalled means the service is not installed.
 var ErrNotInstalled = errors.New("the service is not installed (fluidity service install)")
-
-// Runner runs a command and returns its standard output.
-type Runner func(ctx context.Context, name string, args ...string) ([]byte, error)
-
-// Exec is the Runner that runs the command; a failure carries what it
-// wrote.
-func Exec(ctx context.Context, name string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		msg := strings.TrimSpace(stderr.String() + " " + string(out))
-		return out, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, msg)
-	}
-	return out, nil
-}
-
-func runner(r Runner) Runner {
-	if r == nil {
-		return Exec
-	}
-	return r
-}

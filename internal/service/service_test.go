@@ -12,6 +12,7 @@ import (
 	"unicode/utf16"
 
 	"fluidity/internal/golden"
+	"fluidity/internal/oscmd"
 )
 
 // spec has the awkward characters each format must escape.
@@ -280,7 +281,7 @@ func TestSystemdUserRoundTrip(t *testing.T) {
 		t.Skip("installs fluidity.service for this user: set FLUIDITY_SYSTEMD_TEST=1 to run")
 	}
 	ctx := context.Background()
-	if out, err := Exec(ctx, "systemctl", "--user", "is-system-running"); err != nil && !strings.Contains(string(out), "degraded") {
+	if out, err := oscmd.Exec(ctx, "systemctl", "--user", "is-system-running"); err != nil && !strings.Contains(string(out), "degraded") {
 		t.Skipf("no systemd user manager here (%s): %v", strings.TrimSpace(string(out)), err)
 	}
 	m, err := Default(t.TempDir())

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"fluidity/internal/oscmd"
 )
 
 // Systemd is a systemd user unit: started with the user's session (at
@@ -15,8 +17,8 @@ import (
 type Systemd struct {
 	// Dir is where user units go: ~/.config/systemd/user.
 	Dir string
-	// Run runs systemctl. If nil, Exec.
-	Run Runner
+	// Run runs systemctl. If nil, oscmd.Exec.
+	Run oscmd.Runner
 }
 
 func (s Systemd) Name() string { return "systemd (user unit)" }
@@ -63,7 +65,7 @@ func systemdQuote(words []string) string {
 }
 
 func (s Systemd) systemctl(ctx context.Context, args ...string) ([]byte, error) {
-	return runner(s.Run)(ctx, "systemctl", append([]string{"--user"}, args...)...)
+	return s.Run.Run(ctx, "systemctl", append([]string{"--user"}, args...)...)
 }
 
 func (s Systemd) Install(ctx context.Context, spec Spec) error {

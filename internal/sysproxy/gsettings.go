@@ -7,13 +7,15 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"fluidity/internal/oscmd"
 )
 
 // GNOME is the proxy setting of GNOME desktops (org.gnome.system.proxy),
 // changed with gsettings, which talks to the session's dconf.
 type GNOME struct {
-	// Run runs gsettings. If nil, Exec.
-	Run Runner
+	// Run runs gsettings. If nil, oscmd.Exec.
+	Run oscmd.Runner
 }
 
 // gnomeKeys are the keys saved and restored, in the order they are set
@@ -32,11 +34,7 @@ var gnomeKeys = [][2]string{
 func (g GNOME) Name() string { return "GNOME (gsettings)" }
 
 func (g GNOME) run(ctx context.Context, args ...string) (string, error) {
-	run := g.Run
-	if run == nil {
-		run = Exec
-	}
-	out, err := run(ctx, "gsettings", args...)
+	out, err := g.Run.Run(ctx, "gsettings", args...)
 	return strings.TrimSpace(string(out)), err
 }
 

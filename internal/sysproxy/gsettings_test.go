@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"fluidity/internal/golden"
+	"fluidity/internal/oscmd"
 )
 
 // fakeGSettings holds keys as gsettings prints them and records commands.
@@ -87,17 +88,17 @@ func TestGNOMEWithRealGSettings(t *testing.T) {
 	t.Setenv("GSETTINGS_BACKEND", "keyfile")
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	ctx := context.Background()
-	if _, err := Exec(ctx, "gsettings", "get", "org.gnome.system.proxy", "mode"); err != nil {
+	if _, err := oscmd.Exec(ctx, "gsettings", "get", "org.gnome.system.proxy", "mode"); err != nil {
 		t.Skipf("gsettings has no GNOME proxy schema (apt-get install gsettings-desktop-schemas): %v", err)
 	}
 	get := func(schema, key string) string {
-		out, err := Exec(ctx, "gsettings", "get", schema, key)
+		out, err := oscmd.Exec(ctx, "gsettings", "get", schema, key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return strings.TrimSpace(string(out))
 	}
-	if _, err := Exec(ctx, "gsettings", "set", "org.gnome.system.proxy", "ignore-hosts", `['localhost', "it's.example"]`); err != nil {
+	if _, err := oscmd.Exec(ctx, "gsettings", "set", "org.gnome.system.proxy", "ignore-hosts", `['localhost', "it's.example"]`); err != nil {
 		t.Fatal(err)
 	}
 	beforeIgnore, beforeMode := get("org.gnome.system.proxy", "ignore-hosts"), get("org.gnome.system.proxy", "mode")

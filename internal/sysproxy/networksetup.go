@@ -9,6 +9,8 @@ import (
 	"net"
 	"slices"
 	"strings"
+
+	"fluidity/internal/oscmd"
 )
 
 // NetworkSetup is the proxy setting of macOS's network services, changed
@@ -16,18 +18,14 @@ import (
 // dock's adapter): which one is active changes as the laptop moves, and a
 // service that is not in use ignores its proxy.
 type NetworkSetup struct {
-	// Run runs networksetup. If nil, Exec.
-	Run Runner
+	// Run runs networksetup. If nil, oscmd.Exec.
+	Run oscmd.Runner
 }
 
 func (n NetworkSetup) Name() string { return "macOS (networksetup)" }
 
 func (n NetworkSetup) run(ctx context.Context, args ...string) (string, error) {
-	run := n.Run
-	if run == nil {
-		run = Exec
-	}
-	out, err := run(ctx, "/usr/sbin/networksetup", args...)
+	out, err := n.Run.Run(ctx, "/usr/sbin/networksetup", args...)
 	return string(out), err
 }
 
