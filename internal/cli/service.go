@@ -69,6 +69,18 @@ func parseService(env Env, name, usage, description string, args []string) (*ser
 	return cfg, nil
 }
 
+// openService parses the flags of a subcommand that takes only the state
+// directory and opens the system's service manager for it.
+func openService(env Env, name, description string, args []string) (service.Manager, string, error) {
+	cfg, err := parseService(env, name, name, description, args)
+	if err != nil {
+		return nil, "", err
+	}
+	dir := cfg.dir()
+	m, err := serviceManager(dir)
+	return m, dir, err
+}
+
 func runServiceInstall(ctx context.Context, env Env, args []string) error {
 	own, agentArgs := splitAgentArgs(args)
 	cfg, err := parseService(env, "install", "install [--state-dir DIR] -- AGENT FLAGS", `
@@ -140,28 +152,20 @@ func executable() (string, error) {
 }
 
 func runServiceUninstall(ctx context.Context, env Env, args []string) error {
-	cfg, err := parseService(env, "uninstall", "uninstall", "Stop the agent and no longer start it at login. The log stays.", args)
-	if err != nil {
-		return err
-	}
-	m, err := serviceManager(cfg.dir())
+	m, dir, err := openService(env, "uninstall", "Stop the agent and no longer start it at login. The log stays.", args)
 	if err != nil {
 		return err
 	}
 	if err := m.Uninstall(ctx); err != nil {
 		return err
 	}
-	restoreLeftoverProxy(ctx, env, cfg.dir())
-	fmt.Fprintf(env.Stdout, "Uninstalled (%s). The log stays in %s.\n", m.Name(), filepath.Join(cfg.dir(), serviceLogFile))
+	restoreLeftoverProxy(ctx, env, dir)
+	fmt.Fprintf(env.Stdout, "Uninstalled (%s). The log stays in %s.\n", m.Name(), filepath.Join(dir, serviceLogFile))
 	return nil
 }
 
 func runServiceStart(ctx context.Context, env Env, args []string) error {
-	cfg, err := parseService(env, "start", "start", "Start the installed agent now.", args)
-	if err != nil {
-		return err
-	}
-	m, err := serviceManager(cfg.dir())
+	m, _, err := openService(env, "start", "Start the installed agent now.", args)
 	if err != nil {
 		return err
 	}
@@ -173,18 +177,14 @@ func runServiceStart(ctx context.Context, env Env, args []string) error {
 }
 
 func runServiceStop(ctx context.Context, env Env, args []string) error {
-	cfg, err := parseService(env, "stop", "stop", "Stop the installed agent; it starts again at the next login.", args)
-	if err != nil {
-		return err
-	}
-	m, err := serviceManager(cfg.dir())
+	m, dir, err := openService(env, "stop", "Stop the installed agent; it starts again at the next login.", args)
 	if err != nil {
 		return err
 	}
 	if err := m.Stop(ctx); err != nil {
 		return err
 	}
-	restoreLeftoverProxy(ctx, env, cfg.dir())
+	restoreLeftoverProxy(ctx, env, dir)
 	fmt.Fprintf(env.Stdout, "Stopped (%s); it starts again at the next login.\n", m.Name())
 	return nil
 }
@@ -204,11 +204,7 @@ func restoreLeftoverProxy(ctx context.Context, env Env, dir string) {
 }
 
 func runServiceStatus(ctx context.Context, env Env, args []string) error {
-	cfg, err := parseService(env, "status", "status", "Say whether the agent is installed and running, its restarts and where its log is.", args)
-	if err != nil {
-		return err
-	}
-	m, err := serviceManager(cfg.dir())
+	m, dir, err := openService(env, "status", "Say whether the agent is installed and running, its restarts and where its log is.", args)
 	if err != nil {
 		return err
 	}
@@ -225,10 +221,10 @@ func runServiceStatus(ctx context.Context, env Env, args []string) error {
 		}
 		fmt.Fprintf(env.Stdout, "Installed (%s): %s.\n%s\n", m.File(), running, st.Detail)
 	}
-	if sup, err := readSupervisorState(cfg.dir()); err == nil {
+	if sup, err := readSupervisorState(dir); err == nil {
 		fmt.Fprintln(env.Stdout, describeSupervisor(sup, time.Now()))
 	}
-	fmt.Fprintf(env.Stdout, "Log: %s\n", filepath.Join(cfg.dir(), serviceLogFile))
+	fmt.Fprintf(env.Stdout, "Log: %s\n", filepath.Join(dir, serviceLogFile))
 	return nil
 }
 
