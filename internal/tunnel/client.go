@@ -671,10 +671,15 @@ func (c *Client) dropLocked(i int) {
 	}
 }
 
-// setDown records that link i is down, and why (err nil: it was halted).
+// setDown records that link i is down, and why (err nil: it was halted or
+// closed here, not failed).
 func (c *Client) setDown(i int, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.setDownLocked(i, err)
+}
+
+func (c *Client) setDownLocked(i int, err error) {
 	c.dropLocked(i)
 	c.slots[i].lastErr = err
 	if err != nil {
@@ -689,9 +694,8 @@ func (c *Client) setDownIf(link *Conn, err error) {
 	defer c.mu.Unlock()
 	for i := range c.slots {
 		if c.slots[i].link == link {
-			c.dropLocked(i)
-			c.slots[i].lastErr, c.lastErr = err, err
-			c.setStateLocked(i, StateDown)
+			c.setDownLocked(i, err)
+			return
 		}
 	}
 }
