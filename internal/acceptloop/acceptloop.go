@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"fluidity/internal/sockio"
 )
 
 // Backoff between attempts after a temporary failure, as net/http's.
@@ -195,8 +197,8 @@ func (l *Listener) logEnd(r *failureRun, msg string) {
 }
 
 // Temporary reports whether err, from Accept, is worth retrying: running
-// out of file descriptors or memory, an interrupted call, a timeout. A
-// closed listener is not.
+// out of file descriptors, socket buffers or memory, an interrupted call, a
+// timeout. A closed listener is not.
 func Temporary(err error) bool {
 	if err == nil || errors.Is(err, net.ErrClosed) {
 		return false
@@ -211,5 +213,7 @@ func Temporary(err error) bool {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return true
 	}
-	return errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) || osTemporary(err)
+	// sockio knows Windows' codes for running out, which syscall.Errno
+	// does not count as temporary.
+	return sockio.OutOfSockets(err) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED)
 }

@@ -25,6 +25,7 @@ import (
 	"fluidity/internal/httpproxy"
 	"fluidity/internal/lifecycle"
 	"fluidity/internal/route"
+	"fluidity/internal/sockio"
 	"fluidity/internal/socks5"
 	"fluidity/internal/tunnel"
 )
@@ -211,7 +212,7 @@ func Listen(addr string, allowNonLoopback bool) (net.Listener, error) {
 	// socket does not, and setting them up costs system calls per accept.
 	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(context.Background(), "tcp", addr)
-	if addrInUse(err) {
+	if sockio.AddrInUse(err) {
 		return nil, addrTakenError(addr)
 	}
 	if err != nil {

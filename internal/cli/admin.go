@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"syscall"
 
 	"fluidity/internal/admin"
+	"fluidity/internal/sockio"
 )
 
 // defaultAgentAdmin is where the agent's admin listener is, and where
@@ -35,7 +35,7 @@ func listenAdmin(addr string, allowNonLoopback bool, consentFlag string, log *sl
 		return nil, nil
 	}
 	ln, err := admin.Listen(addr, allowNonLoopback, consentFlag)
-	if err != nil && addr == defaultAgentAdmin && errors.Is(err, syscall.EADDRINUSE) {
+	if err != nil && addr == defaultAgentAdmin && sockio.AddrInUse(err) {
 		log.Warn("admin listener not started: its default address is in use, probably by another agent; 'fluidity status' will not see this one. Set --admin to a free address (or empty to turn it off)",
 			"admin", addr, "err", err)
 		return nil, nil

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 )
 
@@ -29,6 +31,42 @@ func TestRefusedIsWhatTheSystemSaysForAClosedPort(t *testing.T) {
 	for _, other := range []error{nil, errors.New("connection refused"), net.ErrClosed} {
 		if Refused(other) || Reset(other) {
 			t.Errorf("%v seen as refused or reset", other)
+		}
+	}
+}
+
+// A second listen on a taken port is AddrInUse, as the system reports it.
+func TestAddrInUseIsWhatTheSystemSaysForATakenPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	second, err := net.Listen("tcp", ln.Addr().String())
+	if err == nil {
+		second.Close()
+		t.Fatalf("a second listen on %s worked", ln.Addr())
+	}
+	if !AddrInUse(err) || !AddrInUse(fmt.Errorf("listen: %w", err)) {
+		t.Errorf("listen on the taken port %s: %v (%#v) not seen as in use", ln.Addr(), err, errors.Unwrap(err))
+	}
+	for _, other := range []error{nil, errors.New("address already in use"), net.ErrClosed} {
+		if AddrInUse(other) {
+			t.Errorf("%v seen as in use", other)
+		}
+	}
+}
+
+func TestOutOfSockets(t *testing.T) {
+	for _, err := range outOfSocketsErrors {
+		wrapped := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept", err)}
+		if !OutOfSockets(wrapped) {
+			t.Errorf("OutOfSockets(%v) = false", wrapped)
+		}
+	}
+	for _, other := range []error{nil, errors.New("too many open files"), net.ErrClosed, syscall.ECONNRESET} {
+		if OutOfSockets(other) {
+			t.Errorf("OutOfSockets(%v) = true", other)
 		}
 	}
 }

@@ -1,6 +1,0 @@
-//go:build !windows
-
-package acceptloop
-
-// osTemporary: syscall.Errno already knows this system's codes.
-func osTemporary(error) bool { return false }
