@@ -53,9 +53,6 @@ func Open(path string, opts Options) (*File, error) {
 	return l, nil
 }
 
-// Path is the file's path.
-func (l *File) Path() string { return l.path }
-
 func (l *File) openLocked() error {
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {

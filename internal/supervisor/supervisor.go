@@ -27,8 +27,6 @@ type Config struct {
 	// Path is the program; Args its arguments (without the program name).
 	Path string
 	Args []string
-	// Dir is its working directory; "" is the supervisor's.
-	Dir string
 	// Env is its environment; nil is the supervisor's.
 	Env []string
 	// Output receives what the program writes to stdout and stderr, whole
@@ -155,7 +153,7 @@ func (r *runner) runOnce(ctx context.Context) error {
 	out := &lineWriter{w: r.cfg.Output}
 	defer out.flush()
 	cmd := exec.Command(r.cfg.Path, r.cfg.Args...)
-	cmd.Dir, cmd.Env = r.cfg.Dir, r.cfg.Env
+	cmd.Env = r.cfg.Env
 	cmd.Stdout, cmd.Stderr = out, out
 	// A grandchild holding the output pipe must not hold Wait.
 	cmd.WaitDelay = r.cfg.StopTimeout

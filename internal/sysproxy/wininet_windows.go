@@ -16,11 +16,7 @@ import (
 // CurrentVersion\Internet Settings, announced to running programs with
 // InternetSetOption (settings changed, then refresh), as the Settings app
 // does.
-type WinINet struct {
-	// Key is the key under HKEY_CURRENT_USER. If empty, Internet
-	// Settings'.
-	Key string
-}
+type WinINet struct{}
 
 // InternetSettings is the key WinINet reads.
 const InternetSettings = `Software\Microsoft\Windows\CurrentVersion\Internet Settings`
@@ -36,17 +32,10 @@ type winValue struct {
 
 func (w WinINet) Name() string { return "Windows (WinINet, per user)" }
 
-func (w WinINet) key() string {
-	if w.Key == "" {
-		return InternetSettings
-	}
-	return w.Key
-}
-
 func (w WinINet) open(access uint32) (registry.Key, error) {
-	k, _, err := registry.CreateKey(registry.CURRENT_USER, w.key(), access)
+	k, _, err := registry.CreateKey(registry.CURRENT_USER, InternetSettings, access)
 	if err != nil {
-		return 0, fmt.Errorf(`open HKCU\%s: %w`, w.key(), err)
+		return 0, fmt.Errorf(`open HKCU\%s: %w`, InternetSettings, err)
 	}
 	return k, nil
 }
