@@ -95,14 +95,6 @@ func defaultAgentConfig() agentConfig {
 	}
 }
 
-// stateDir is the state directory, the default filled in.
-func (c *agentConfig) stateDir() string {
-	if c.StateDir == "" {
-		return defaultStateDir()
-	}
-	return c.StateDir
-}
-
 // upstreamDialer is how the agent reaches the exit and the control plane:
 // through the upstream proxy, if one is configured or in the environment.
 func (c *agentConfig) upstreamDialer() (*upstream.Dialer, error) {
@@ -282,7 +274,7 @@ IAM identity, for exits that check it (see 'fluidity token').`)
 			"listen", ln.Addr().String(), "allow_clients", strings.Join(cfg.AllowClients, ","))
 	}
 	if cfg.SystemProxy {
-		restore, err := systemProxyOn(ctx, cfg.systemProxySetting(), cfg.stateDir(), log)
+		restore, err := systemProxyOn(ctx, cfg.systemProxySetting(), stateDir(cfg.StateDir), log)
 		if err != nil {
 			ln.Close()
 			return err

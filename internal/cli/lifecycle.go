@@ -35,7 +35,7 @@ func newLifecycle(ctx context.Context, cfg agentConfig, log *slog.Logger) (*onDe
 	if err != nil {
 		return nil, err
 	}
-	usage, err := lifecycle.OpenUsage(filepath.Join(cfg.stateDir(), "usage.json"), log)
+	usage, err := lifecycle.OpenUsage(filepath.Join(stateDir(cfg.StateDir), "usage.json"), log)
 	if err != nil {
 		return nil, err
 	}

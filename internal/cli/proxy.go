@@ -66,13 +66,6 @@ type proxyOffConfig struct {
 
 func (c *proxyOffConfig) Validate() error { return nil }
 
-func stateDirOr(dir string) string {
-	if dir == "" {
-		return defaultStateDir()
-	}
-	return dir
-}
-
 func runProxyOn(ctx context.Context, env Env, args []string) error {
 	cfg := proxyOnConfig{Proxy: "127.0.0.1:8080"}
 	fs := newFlagSet(env, "proxy on", "proxy on [--proxy HOST:PORT | --pac URL]", `
@@ -87,7 +80,7 @@ this at start and undoes it at exit.`)
 	}
 	sys := systemProxy()
 	s := cfg.setting()
-	if err := sysproxy.On(ctx, sys, stateDirOr(cfg.StateDir), s); err != nil {
+	if err := sysproxy.On(ctx, sys, stateDir(cfg.StateDir), s); err != nil {
 		return err
 	}
 	target := s.Server
@@ -115,7 +108,7 @@ could.`)
 		return err
 	}
 	sys := systemProxy()
-	set, err := sysproxy.Off(ctx, sys, stateDirOr(cfg.StateDir))
+	set, err := sysproxy.Off(ctx, sys, stateDir(cfg.StateDir))
 	if errors.Is(err, sysproxy.ErrNothingSaved) {
 		fmt.Fprintf(env.Stdout, "Nothing to do: %v.\n", err)
 		return nil
@@ -134,7 +127,7 @@ Say whether fluidity has set the system proxy and not yet put it back.`)
 	if _, err := parse(env, fs, &cfg, args); err != nil {
 		return err
 	}
-	set, err := sysproxy.Applied(stateDirOr(cfg.StateDir))
+	set, err := sysproxy.Applied(stateDir(cfg.StateDir))
 	switch {
 	case errors.Is(err, sysproxy.ErrNothingSaved):
 		fmt.Fprintf(env.Stdout, "The system proxy is as you set it: fluidity has not changed it.\n")

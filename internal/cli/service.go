@@ -36,7 +36,7 @@ type serviceConfig struct {
 
 func (c *serviceConfig) Validate() error { return nil }
 
-func (c *serviceConfig) dir() string { return stateDirOr(c.StateDir) }
+func (c *serviceConfig) dir() string { return stateDir(c.StateDir) }
 
 func runService(ctx context.Context, env Env, args []string) error {
 	return runSubcommand(ctx, env, "service", []command{

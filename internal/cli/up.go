@@ -42,7 +42,12 @@ func (c *upConfig) Validate() error {
 	return c.Log.validate()
 }
 
-func defaultStateDir() string {
+// stateDir is dir, the state_dir a command was given, or if it is empty
+// the default: fluidity in the user's config directory.
+func stateDir(dir string) string {
+	if dir != "" {
+		return dir
+	}
 	dir, err := os.UserConfigDir()
 	if err != nil {
 		return ".fluidity"
@@ -61,9 +66,7 @@ loopback, private and link-local targets unless --allow-private is given.`)
 	if _, err := parse(env, fset, &cfg, args); err != nil {
 		return err
 	}
-	if cfg.StateDir == "" {
-		cfg.StateDir = defaultStateDir()
-	}
+	cfg.StateDir = stateDir(cfg.StateDir)
 	log, flushLog := cfg.Log.logger(env.Stderr)
 	defer flushLog()
 	applyProcs(env, cfg.Procs, log)
