@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"fluidity/internal/atomicfile"
 	"fluidity/internal/logfile"
 	"fluidity/internal/service"
 	"fluidity/internal/supervisor"
@@ -284,8 +285,9 @@ has the system run at login; it runs in a terminal too.`, own)
 		Output: lf,
 		Logger: log,
 		OnChange: func(st supervisor.State) {
+			// Whole, for a 'service status' reading it now.
 			if b, err := json.Marshal(st); err == nil {
-				os.WriteFile(statePath, b, 0o600)
+				atomicfile.Write(statePath, b)
 			}
 		},
 	})

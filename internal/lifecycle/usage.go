@@ -7,11 +7,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
+	"fluidity/internal/atomicfile"
 	"fluidity/internal/controlapi"
 )
 
@@ -161,7 +161,7 @@ func (u *Usage) saveLocked(changed bool, now time.Time) {
 	}
 	slices.SortFunc(f.Tasks, func(a, b *taskUse) int { return a.Created.Compare(b.Created) })
 	data, _ := json.MarshalIndent(f, "", "  ")
-	if err := writeFileAtomic(u.path, data); err != nil {
+	if err := atomicfile.Write(u.path, data); err != nil {
 		u.log.Warn("could not write the usage record", "path", u.path, "err", err)
 		return
 	}
@@ -198,27 +198,4 @@ func (u *Usage) Month(now time.Time) MonthUsage {
 	}
 	m.CostUSD = m.Hours * HourlyCost()
 	return m
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, so a crash leaves the old record or the new one.
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
 }

@@ -27,6 +27,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"fluidity/internal/atomicfile"
 )
 
 // Setting is what the system proxy is pointed at: an HTTP proxy (Server)
@@ -209,15 +211,7 @@ func writeState(path string, st *state) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("system proxy: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("system proxy: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("system proxy: %w", err)
 	}
 	return nil
