@@ -144,8 +144,10 @@ func On(ctx context.Context, sys System, dir string, s Setting) error {
 		st = &state{System: sys.Name(), Saved: saved}
 	case err != nil:
 		return err
-	case st.System != sys.Name():
-		return fmt.Errorf("system proxy: %s holds a setting of %s, not %s; remove it if it is stale", path, st.System, sys.Name())
+	default:
+		if err := st.of(sys, path); err != nil {
+			return err
+		}
 	}
 	st.Set = s
 	// Written before the change, so a crash in between leaves the way back.
@@ -169,13 +171,15 @@ func Off(ctx context.Context, sys System, dir string) (Setting, error) {
 	if err != nil {
 		return Setting{}, err
 	}
-	if st.System != sys.Name() {
-		return Setting{}, fmt.Errorf("system proxy: %s holds a setting of %s, not %s; remove it if it is stale", path, st.System, sys.Name())
+	if err := st.of(sys, path); err != nil {
+		return Setting{}, err
 	}
 	if err := sys.Restore(ctx, st.Saved); err != nil {
 		return Setting{}, fmt.Errorf("system proxy: restore %s: %w", sys.Name(), err)
 	}
-	if err := os.Remove(path); err != nil {
+	// Gone already: another process (the agent, asked to stop, and the
+	// command that stopped it) restored the same setting at the same time.
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return Setting{}, fmt.Errorf("system proxy: restored, but %w", err)
 	}
 	return st.Set, nil
@@ -189,6 +193,14 @@ func Applied(dir string) (Setting, error) {
 		return Setting{}, err
 	}
 	return st.Set, nil
+}
+
+// of checks that st, read from path, was saved from sys.
+func (st *state) of(sys System, path string) error {
+	if st.System != sys.Name() {
+		return fmt.Errorf("system proxy: %s holds a setting of %s, not %s; remove it if it is stale", path, st.System, sys.Name())
+	}
+	return nil
 }
 
 func readState(path string) (*state, error) {

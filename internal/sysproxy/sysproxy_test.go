@@ -99,6 +99,39 @@ func TestAFailedApplyPutsTheSettingBack(t *testing.T) {
 	}
 }
 
+// racingSystem is memSystem restored by another process too: the agent,
+// asked to stop, and the command that stopped it both run Off, and the
+// other one removes the state file first.
+type racingSystem struct {
+	*memSystem
+	state string
+}
+
+func (r racingSystem) Restore(ctx context.Context, raw json.RawMessage) error {
+	os.Remove(r.state)
+	return r.memSystem.Restore(ctx, raw)
+}
+
+// Two processes putting the same setting back at once both succeed.
+func TestOffRacingAnotherOffSucceeds(t *testing.T) {
+	ctx, dir := context.Background(), t.TempDir()
+	mem := &memSystem{current: "the user's corporate proxy"}
+	if err := On(ctx, mem, dir, Setting{Server: "127.0.0.1:8080"}); err != nil {
+		t.Fatal(err)
+	}
+	sys := racingSystem{memSystem: mem, state: filepath.Join(dir, StateFile)}
+	set, err := Off(ctx, sys, dir)
+	if err != nil || set.Server != "127.0.0.1:8080" {
+		t.Fatalf("Off = %+v, %v; want what was set and no error", set, err)
+	}
+	if mem.current != "the user's corporate proxy" {
+		t.Fatalf("after Off the setting is %q", mem.current)
+	}
+	if _, err := Off(ctx, sys, dir); !errors.Is(err, ErrNothingSaved) {
+		t.Fatalf("a second Off = %v, want ErrNothingSaved", err)
+	}
+}
+
 func TestBadSettingsAreRefusedWithTheFix(t *testing.T) {
 	for _, tc := range []struct {
 		name string
