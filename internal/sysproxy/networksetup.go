@@ -89,12 +89,12 @@ func (n NetworkSetup) getProxy(ctx context.Context, verb, service string) (macPr
 }
 
 func (n NetworkSetup) Describe(raw json.RawMessage) string {
-	var saved map[string]macService
-	if json.Unmarshal(raw, &saved) != nil {
+	saved, err := decodeMac(raw)
+	if err != nil {
 		return "unreadable"
 	}
 	var parts []string
-	for _, name := range slices.Sorted(maps.Keys(saved)) {
+	for _, name := range sortedKeys(saved) {
 		svc := saved[name]
 		switch {
 		case svc.AutoOn && svc.AutoURL != "":
