@@ -24,15 +24,28 @@ func systemProxyOn(ctx context.Context, s sysproxy.Setting, stateDir string, log
 	}
 	log.Info("system proxy set; the previous setting comes back when the agent stops", "system", sys.Name(), "proxy", s.Server, "pac", s.PACURL)
 	return func() {
-		// The context has ended by now: restoring gets its own.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if _, err := sysproxy.Off(ctx, sys, stateDir); err != nil {
+		switch restored, err := restoreSystemProxy(ctx, sys, stateDir); {
+		case err != nil:
 			log.Error("system proxy not restored: run 'fluidity proxy off'", "err", err)
-			return
+		case restored:
+			log.Info("system proxy restored", "system", sys.Name())
+		default:
+			log.Info("system proxy already restored (by 'fluidity proxy off')", "system", sys.Name())
 		}
-		log.Info("system proxy restored", "system", sys.Name())
 	}, nil
+}
+
+// restoreSystemProxy puts back the setting saved in dir, if there is one
+// (restored false: nothing was saved). It has its own time limit, as it
+// runs when an agent stops: ctx may have ended.
+func restoreSystemProxy(ctx context.Context, sys sysproxy.System, dir string) (restored bool, err error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	_, err = sysproxy.Off(ctx, sys, dir)
+	if errors.Is(err, sysproxy.ErrNothingSaved) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func runProxy(ctx context.Context, env Env, args []string) error {

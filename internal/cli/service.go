@@ -15,7 +15,6 @@ import (
 	"fluidity/internal/logfile"
 	"fluidity/internal/service"
 	"fluidity/internal/supervisor"
-	"fluidity/internal/sysproxy"
 )
 
 // Files of the service in the state directory.
@@ -193,15 +192,13 @@ func runServiceStop(ctx context.Context, env Env, args []string) error {
 // restoreLeftoverProxy puts back a system proxy setting the agent left:
 // on Windows, Task Scheduler ends it at once, with no chance to.
 func restoreLeftoverProxy(ctx context.Context, env Env, dir string) {
-	if _, err := sysproxy.Applied(dir); err != nil {
-		return
-	}
 	sys := systemProxy()
-	if _, err := sysproxy.Off(ctx, sys, dir); err != nil {
+	switch restored, err := restoreSystemProxy(ctx, sys, dir); {
+	case err != nil:
 		fmt.Fprintf(env.Stderr, "The system proxy is still set: %v\n", err)
-		return
+	case restored:
+		fmt.Fprintf(env.Stdout, "System proxy (%s) put back as it was.\n", sys.Name())
 	}
-	fmt.Fprintf(env.Stdout, "System proxy (%s) put back as it was.\n", sys.Name())
 }
 
 func runServiceStatus(ctx context.Context, env Env, args []string) error {
@@ -293,12 +290,8 @@ has the system run at login; it runs in a terminal too.`, own)
 	})
 	// The agent puts the system proxy back when asked to stop; one killed
 	// (on Windows, ended at once) could not.
-	if _, aerr := sysproxy.Applied(dir); aerr == nil {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if _, oerr := sysproxy.Off(rctx, systemProxy(), dir); oerr != nil {
-			log.Error("system proxy not restored", "err", oerr)
-		}
+	if _, rerr := restoreSystemProxy(ctx, systemProxy(), dir); rerr != nil {
+		log.Error("system proxy not restored", "err", rerr)
 	}
 	return err
 }
