@@ -3,9 +3,7 @@ package service
 import (
 	"context"
 	"encoding/xml"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -76,13 +74,6 @@ func (l Launchd) launchctl(ctx context.Context, args ...string) ([]byte, error) 
 	return l.Run.Run(ctx, "launchctl", args...)
 }
 
-func (l Launchd) installed() error {
-	if _, err := os.Stat(l.File()); errors.Is(err, fs.ErrNotExist) {
-		return ErrNotInstalled
-	}
-	return nil
-}
-
 func (l Launchd) Install(ctx context.Context, spec Spec) error {
 	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
 		return err
@@ -98,7 +89,7 @@ func (l Launchd) Install(ctx context.Context, spec Spec) error {
 }
 
 func (l Launchd) Uninstall(ctx context.Context) error {
-	if err := l.installed(); err != nil {
+	if err := installed(l); err != nil {
 		return err
 	}
 	l.launchctl(ctx, "bootout", l.target()) // not loaded is fine
@@ -106,7 +97,7 @@ func (l Launchd) Uninstall(ctx context.Context) error {
 }
 
 func (l Launchd) Start(ctx context.Context) error {
-	if err := l.installed(); err != nil {
+	if err := installed(l); err != nil {
 		return err
 	}
 	// A stopped job is still loaded; one booted out is not.
@@ -118,7 +109,7 @@ func (l Launchd) Start(ctx context.Context) error {
 }
 
 func (l Launchd) Stop(ctx context.Context) error {
-	if err := l.installed(); err != nil {
+	if err := installed(l); err != nil {
 		return err
 	}
 	// SIGTERM: 'service run' stops the agent and exits 0, which KeepAlive
@@ -128,7 +119,7 @@ func (l Launchd) Stop(ctx context.Context) error {
 }
 
 func (l Launchd) Status(ctx context.Context) (Status, error) {
-	if err := l.installed(); err != nil {
+	if err := installed(l); err != nil {
 		return Status{}, nil
 	}
 	out, err := l.launchctl(ctx, "print", l.target())

@@ -13,6 +13,8 @@ package service
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
 )
 
 // Name names the service in each system: the unit fluidity.service, the
@@ -61,3 +63,11 @@ type Manager interface {
 
 // ErrNotInstalled means the service is not installed.
 var ErrNotInstalled = errors.New("the service is not installed (fluidity service install)")
+
+// installed returns ErrNotInstalled unless the file m installs is there.
+func installed(m Manager) error {
+	if _, err := os.Stat(m.File()); errors.Is(err, fs.ErrNotExist) {
+		return ErrNotInstalled
+	}
+	return nil
+}

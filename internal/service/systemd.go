@@ -2,9 +2,7 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +20,11 @@ type Systemd struct {
 }
 
 func (s Systemd) Name() string { return "systemd (user unit)" }
-func (s Systemd) File() string { return filepath.Join(s.Dir, Name+".service") }
+
+// unitName is the unit's name, that of its file.
+const unitName = Name + ".service"
+
+func (s Systemd) File() string { return filepath.Join(s.Dir, unitName) }
 
 // Unit is the unit file for spec.
 func Unit(spec Spec) string {
@@ -80,25 +82,18 @@ func (s Systemd) Install(ctx context.Context, spec Spec) error {
 	}
 	// enable: at every login; --now: at once. restart: a reinstall runs
 	// the new unit.
-	if _, err := s.systemctl(ctx, "enable", "--now", Name+".service"); err != nil {
+	if _, err := s.systemctl(ctx, "enable", "--now", unitName); err != nil {
 		return err
 	}
-	_, err := s.systemctl(ctx, "restart", Name+".service")
+	_, err := s.systemctl(ctx, "restart", unitName)
 	return err
 }
 
-func (s Systemd) installed() error {
-	if _, err := os.Stat(s.File()); errors.Is(err, fs.ErrNotExist) {
-		return ErrNotInstalled
-	}
-	return nil
-}
-
 func (s Systemd) Uninstall(ctx context.Context) error {
-	if err := s.installed(); err != nil {
+	if err := installed(s); err != nil {
 		return err
 	}
-	if _, err := s.systemctl(ctx, "disable", "--now", Name+".service"); err != nil {
+	if _, err := s.systemctl(ctx, "disable", "--now", unitName); err != nil {
 		return err
 	}
 	if err := os.Remove(s.File()); err != nil {
@@ -109,27 +104,27 @@ func (s Systemd) Uninstall(ctx context.Context) error {
 }
 
 func (s Systemd) Start(ctx context.Context) error {
-	if err := s.installed(); err != nil {
+	if err := installed(s); err != nil {
 		return err
 	}
-	_, err := s.systemctl(ctx, "start", Name+".service")
+	_, err := s.systemctl(ctx, "start", unitName)
 	return err
 }
 
 func (s Systemd) Stop(ctx context.Context) error {
-	if err := s.installed(); err != nil {
+	if err := installed(s); err != nil {
 		return err
 	}
-	_, err := s.systemctl(ctx, "stop", Name+".service")
+	_, err := s.systemctl(ctx, "stop", unitName)
 	return err
 }
 
 func (s Systemd) Status(ctx context.Context) (Status, error) {
-	if err := s.installed(); err != nil {
+	if err := installed(s); err != nil {
 		return Status{}, nil
 	}
 	// is-active exits non-zero when inactive: its output is the answer.
-	out, _ := s.systemctl(ctx, "is-active", Name+".service")
+	out, _ := s.systemctl(ctx, "is-active", unitName)
 	state := strings.TrimSpace(string(out))
 	if state == "" {
 		state = "unknown"
