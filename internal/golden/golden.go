@@ -17,7 +17,13 @@ var update = flag.Bool("update", false, "rewrite the golden files the tests comp
 // file's directory if need be.
 func Check(t testing.TB, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name)
+	CheckFile(t, filepath.Join("testdata", name), got)
+}
+
+// CheckFile is Check for a file elsewhere, such as a generated document;
+// path is relative to the test's package directory.
+func CheckFile(t testing.TB, path, got string) {
+	t.Helper()
 	if *update {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
