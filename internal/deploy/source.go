@@ -21,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"fluidity/internal/dist"
 	"fluidity/internal/image"
 )
 
@@ -72,7 +73,7 @@ func (o *Options) image(ctx context.Context, step func(string, ...any)) (v1.Imag
 // errNoSource says what deploy needs when it has no way to the binary.
 var errNoSource = errors.New(`deploy needs the exit's linux/arm64 binary and has no way to it: ` +
 	`install Go (https://go.dev/dl/) and run 'fluidity aws deploy' in Fluidity's source tree (or pass --source DIR), ` +
-	`or download the linux/arm64 release archive and pass --exit-binary fluidity_linux_arm64.tar.gz, ` +
+	`or download the linux/arm64 release archive and pass --exit-binary fluidity_VERSION_linux_arm64.tar.gz, ` +
 	`or pass --image REF of an image you built (see the Dockerfile)`)
 
 // sourceDir is the Fluidity module to build: Source, or the nearest
@@ -113,8 +114,8 @@ func isFluidityModule(dir string) bool {
 	return strings.TrimSpace(first) == "module fluidity"
 }
 
-// goBuild builds the static linux/arm64 binary of the module at dir, with
-// the Lambda runtime without net/rpc.
+// goBuild builds the exit's linux/arm64 binary of the module at dir, as
+// the release does.
 func goBuild(ctx context.Context, dir, version string) ([]byte, error) {
 	tmp, err := os.MkdirTemp("", "fluidity-deploy-")
 	if err != nil {
@@ -122,15 +123,8 @@ func goBuild(ctx context.Context, dir, version string) ([]byte, error) {
 	}
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, "fluidity")
-	ldflags := "-s -w"
-	if version != "" {
-		ldflags += " -X fluidity/internal/cli.version=" + version
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", "lambda.norpc", "-ldflags", ldflags, "-o", out, "./cmd/fluidity")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the linux/arm64 binary in %s: %w\n%s", dir, err, msg)
+	if err := dist.BuildBinary(ctx, dir, dist.Platform{OS: image.OS, Arch: image.Arch}, version, "", out); err != nil {
+		return nil, fmt.Errorf("in %s: %w", dir, err)
 	}
 	return os.ReadFile(out)
 }

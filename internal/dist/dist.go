@@ -89,13 +89,8 @@ func Build(ctx context.Context, o Options) error {
 	var sums bytes.Buffer
 	for _, p := range o.Platforms {
 		bin := filepath.Join(work, p.OS+"-"+p.Arch, binaryName(p))
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin,
-			"-ldflags", fmt.Sprintf("-s -w -X fluidity/internal/cli.version=%s -X fluidity/internal/cli.commit=%s", o.Version, o.Commit),
-			"fluidity/cmd/fluidity")
-		// Static binaries: nothing to install beside them.
-		cmd.Env = append(os.Environ(), "GOOS="+p.OS, "GOARCH="+p.Arch, "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("dist: build %s: %w\n%s", p, err, out)
+		if err := BuildBinary(ctx, "", p, o.Version, o.Commit, bin); err != nil {
+			return fmt.Errorf("dist: %w", err)
 		}
 		name := Archive(o.Version, p)
 		path := filepath.Join(o.Dir, name)
@@ -110,6 +105,28 @@ func Build(ctx context.Context, o Options) error {
 		fmt.Fprintf(o.Log, "%s  %s\n", sum, name)
 	}
 	return os.WriteFile(filepath.Join(o.Dir, SumsFile), sums.Bytes(), 0o644)
+}
+
+// BuildBinary builds fluidity/cmd/fluidity of the module at dir (""
+// for the working directory) for p into out, with the go command on PATH:
+// static (nothing to install beside it), trimmed, stamped with version and
+// commit where given, and with the Lambda runtime without net/rpc, so the
+// linux/arm64 release binary is the one 'fluidity aws deploy' builds.
+func BuildBinary(ctx context.Context, dir string, p Platform, version, commit, out string) error {
+	ldflags := "-s -w"
+	if version != "" {
+		ldflags += " -X fluidity/internal/cli.version=" + version
+	}
+	if commit != "" {
+		ldflags += " -X fluidity/internal/cli.commit=" + commit
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", "lambda.norpc", "-ldflags", ldflags, "-o", out, "fluidity/cmd/fluidity")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOOS="+p.OS, "GOARCH="+p.Arch, "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %w\n%s", p, err, msg)
+	}
+	return nil
 }
 
 func binaryName(p Platform) string {
