@@ -18,7 +18,6 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
-	"sync"
 	"time"
 )
 
@@ -168,14 +167,10 @@ func (r *runner) runOnce(ctx context.Context) error {
 	r.cfg.OnChange(r.state)
 	r.cfg.Logger.Info("program started", "program", r.cfg.Path, "pid", cmd.Process.Pid)
 
-	done := make(chan error, 1) // written once by the waiter
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		done <- cmd.Wait()
-	}()
-	defer wg.Wait()
+	// Every way below receives from done, so the waiter has ended by the
+	// time runOnce returns.
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
 	var err error
 	select {
 	case err = <-done:
